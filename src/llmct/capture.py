@@ -1,0 +1,321 @@
+"""Activation capture: per-layer ``hidden_in``, ``hidden_out``, ``attn_out``, ``mlp_out``.
+
+Hooks reduce each tensor to the requested read-out rows *inside* the hook (nothing of size
+``[B, T, D]`` is kept), results are gathered on the model's device and copied to the CPU once per
+batch, upcast to fp32. Hooks are removed even if the forward raises.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .arch import get_adapter
+from .errors import CaptureError
+from .hooks import Hooks, block_input, first_tensor
+from .positions import PositionSpec, ReadOut, batch_readout, describe_position, readouts_for_item
+
+SOURCES = ("hidden_in", "hidden_out", "attn_out", "mlp_out")
+
+
+@dataclass
+class Capture:
+    """Captured activations. ``acts[source]`` is ``[rows, len(layers), d_model]`` float32.
+
+    One row per read-out; with ``position="last"`` or ``"mean"`` rows are items. ``row_item[r]``
+    is the input index of row ``r``.
+    """
+
+    acts: dict[str, np.ndarray]
+    layers: list[int]
+    row_item: np.ndarray
+    token_ids: list[list[int]]
+    logits: np.ndarray | None = None
+    attention: list[np.ndarray] | None = None  # per row: [len(layers), n_heads, n_tokens_of_item]
+    meta: dict = field(default_factory=dict)
+
+    def __getitem__(self, source: str) -> np.ndarray:
+        if source not in self.acts:
+            raise KeyError(f"source {source!r} was not captured; have {sorted(self.acts)}")
+        return self.acts[source]
+
+    def layer(self, source: str, layer: int) -> np.ndarray:
+        """``[rows, d_model]`` for one (possibly negative) layer index that was captured."""
+        n = self.meta.get("n_layers", max(self.layers) + 1)
+        want = layer + n if layer < 0 else layer
+        if want not in self.layers:
+            raise CaptureError(f"layer {layer} was not captured; captured {self.layers}")
+        return self.acts[source][:, self.layers.index(want)]
+
+
+def resolve_layers(layers: str | int | Sequence[int], n_layers: int) -> list[int]:
+    """Normalise a layer selection; negative indices count from the end; out of range is an error."""
+    if isinstance(layers, str):
+        if layers != "all":
+            raise CaptureError(f"layers must be 'all' or a list of ints, got {layers!r}")
+        return list(range(n_layers))
+    raw = [layers] if isinstance(layers, int) else list(layers)
+    if not raw:
+        raise CaptureError("empty layer selection")
+    out = []
+    for layer in raw:
+        idx = int(layer) + n_layers if int(layer) < 0 else int(layer)
+        if not 0 <= idx < n_layers:
+            raise CaptureError(
+                f"layer {layer} is out of range for a model with {n_layers} layers "
+                f"(valid: 0..{n_layers - 1} or -{n_layers}..-1)"
+            )
+        if idx in out:
+            raise CaptureError(f"layer {layer} is selected twice")
+        out.append(idx)
+    return out
+
+
+def context_length(model) -> int | None:
+    cfg = model.config
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(cfg, name, None)
+        if value:
+            return int(value)
+    return None
+
+
+def tokenize(tokenizer, inputs: Sequence, add_special_tokens: bool = True) -> list[list[int]]:
+    """Strings are tokenised one by one (no padding); token-id lists pass through."""
+    if isinstance(inputs, str):
+        raise CaptureError("inputs must be a list of strings or token-id lists, not one string")
+    ids: list[list[int]] = []
+    for i, item in enumerate(inputs):
+        if isinstance(item, str):
+            if tokenizer is None:
+                raise CaptureError("string inputs need a tokenizer")
+            toks = tokenizer(item, add_special_tokens=add_special_tokens)["input_ids"]
+        else:
+            toks = [int(t) for t in item]
+        if not toks:
+            raise CaptureError(f"input {i} is empty after tokenisation")
+        ids.append(list(toks))
+    return ids
+
+
+def pad_batch(seqs: list[list[int]], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad to a rectangle; returns ``input_ids`` and ``attention_mask`` ([B, T] long)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for b, s in enumerate(seqs):
+        sl = slice(width - len(s), width) if side == "left" else slice(0, len(s))
+        ids[b, sl] = torch.tensor(s, dtype=torch.long)
+        mask[b, sl] = 1
+    return ids, mask
+
+
+def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Positions counted over real tokens only, so left padding does not shift absolute positions."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def model_device(model) -> torch.device:
+    """Where inputs go: the device of the token embedding (also right with ``device_map``)."""
+    return model.get_input_embeddings().weight.device
+
+
+def forward_batch(model, ids: torch.Tensor, mask: torch.Tensor, *, want_logits: bool):
+    """One forward with explicit position ids; the LM head is skipped when logits are not needed."""
+    target = model if want_logits else model.base_model
+    return target(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=position_ids_from_mask(mask),
+        use_cache=False,
+    )
+
+
+def capture(
+    model,
+    tokenizer,
+    inputs: Sequence,
+    *,
+    sources: Sequence[str] = SOURCES,
+    layers: str | int | Sequence[int] = "all",
+    position: PositionSpec = "last",
+    mean_from: int = 0,
+    batch_size: int = 8,
+    padding_side: str | None = None,
+    add_special_tokens: bool = True,
+    attention: bool = False,
+    logits: bool = False,
+    progress: bool = False,
+) -> Capture:
+    """Capture activations of ``inputs`` (strings or token-id lists) at the requested read-outs.
+
+    position: ``"last"`` (last real token), ``"mean"`` (mean over tokens from ``mean_from``), an int
+    (same index for every item), or one list of read-outs per item (ints or ``(start, end)`` spans).
+    """
+    adapter = get_adapter(model)
+    n_layers = adapter.n_layers(model)
+    sources = tuple(sources)
+    unknown = [s for s in sources if s not in SOURCES]
+    if unknown or not sources:
+        raise CaptureError(f"unknown sources {unknown}; choose from {SOURCES}")
+    layer_idx = resolve_layers(layers, n_layers)
+    if batch_size < 1:
+        raise CaptureError(f"batch_size must be >= 1, got {batch_size}")
+    side = padding_side or getattr(tokenizer, "padding_side", None) or "right"
+    if side not in ("left", "right"):
+        raise CaptureError(f"padding_side must be 'left' or 'right', got {side!r}")
+    if attention and getattr(model.config, "_attn_implementation", "eager") != "eager":
+        raise CaptureError(
+            "attention weights need eager attention: load the model with "
+            "attn_implementation='eager' (llmct.load_model(..., attn_implementation='eager'))"
+        )
+
+    token_ids = tokenize(tokenizer, inputs, add_special_tokens)
+    limit = context_length(model)
+    for i, toks in enumerate(token_ids):
+        if limit and len(toks) > limit:
+            raise CaptureError(f"input {i} has {len(toks)} tokens; the model's context is {limit}")
+    readouts = [readouts_for_item(position, i, len(t), mean_from) for i, t in enumerate(token_ids)]
+    pad_id = _pad_id(tokenizer, model)
+    device = model_device(model)
+    blocks = adapter.block_list(model)
+
+    # Longest first: fewer pad tokens per batch, and an out-of-memory error shows up at once.
+    order = sorted(range(len(token_ids)), key=lambda i: -len(token_ids[i]))
+    per_item: dict[int, dict] = {}
+    state: dict = {}  # the current batch's read-out plan and buffers, read by the hooks
+
+    def store(source: str, pos: int, hidden: torch.Tensor) -> None:
+        state["buf"][source][pos] = state["plan"].reduce(hidden).to(device)
+
+    def store_attention(pos: int, weights: torch.Tensor | None) -> None:
+        if weights is None:
+            raise CaptureError("the attention module returned no weights (is it eager?)")
+        plan = state["plan"]
+        q = _query_rows(plan, weights.shape[-1])
+        state["attn"][pos] = weights[q[:, 0], :, q[:, 1], :].float().to(device)  # [R, H, T]
+
+    with Hooks() as hooks:
+        for pos, layer in enumerate(layer_idx):
+            block = blocks[layer]
+            if "hidden_in" in sources:
+                hooks.pre(block, lambda m, a, k, p=pos: store("hidden_in", p, block_input(a, k)))
+            if "hidden_out" in sources:
+                hooks.forward(block, lambda m, a, o, p=pos: store("hidden_out", p, first_tensor(o)))
+            if "attn_out" in sources:
+                hooks.forward(
+                    adapter.attn_out_module(block),
+                    lambda m, a, o, p=pos: store("attn_out", p, first_tensor(o)),
+                )
+            if "mlp_out" in sources:
+                hooks.forward(
+                    adapter.mlp_out_module(block),
+                    lambda m, a, o, p=pos: store("mlp_out", p, first_tensor(o)),
+                )
+            if attention:
+                hooks.forward(
+                    adapter.attention_module(block),
+                    lambda m, a, o, p=pos: store_attention(p, o[1] if isinstance(o, tuple) else None),
+                )
+
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        for batch in tqdm(batches, desc="capture", disable=not progress, unit="batch"):
+            ids, mask = pad_batch([token_ids[i] for i in batch], pad_id, side)
+            plan = batch_readout(mask, [readouts[i] for i in batch]).to(device)
+            state.update(plan=plan, buf={s: [None] * len(layer_idx) for s in sources})
+            state["attn"] = [None] * len(layer_idx)
+            with torch.inference_mode():
+                out = forward_batch(model, ids.to(device), mask.to(device), want_logits=logits)
+            stacked = torch.stack([torch.stack(state["buf"][s], dim=1) for s in sources]).cpu()
+            batch_logits = plan.reduce(out.logits).cpu() if logits else None
+            batch_attn = torch.stack(state["attn"], dim=1).cpu() if attention else None
+            for b, item in enumerate(batch):
+                rows = [r for r, owner in enumerate(plan.row_items) if owner == b]
+                n_tok = len(token_ids[item])
+                per_item[item] = {
+                    "acts": stacked[:, rows],
+                    "logits": batch_logits[rows] if logits else None,
+                    # keep only this item's real key positions
+                    "attn": [
+                        batch_attn[r][..., mask[b].bool()][..., :n_tok].numpy() for r in rows
+                    ]
+                    if attention
+                    else None,
+                }
+            state.clear()
+
+    row_item = np.concatenate(
+        [np.full(per_item[i]["acts"].shape[1], i, dtype=np.int64) for i in range(len(token_ids))]
+    )
+    all_acts = torch.cat([per_item[i]["acts"] for i in range(len(token_ids))], dim=1).numpy()
+    acts = {s: all_acts[k] for k, s in enumerate(sources)}
+    _check_finite(acts, layer_idx)
+    return Capture(
+        acts=acts,
+        layers=layer_idx,
+        row_item=row_item,
+        token_ids=token_ids,
+        logits=torch.cat([per_item[i]["logits"] for i in range(len(token_ids))]).numpy()
+        if logits
+        else None,
+        attention=[a for i in range(len(token_ids)) for a in per_item[i]["attn"]]
+        if attention
+        else None,
+        meta={
+            "model": getattr(model.config, "_name_or_path", None) or model.config.model_type,
+            "family": adapter.family,
+            "n_layers": n_layers,
+            "d_model": int(model.config.hidden_size),
+            "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+            "device": str(device),
+            "position": describe_position(position, mean_from),
+            "sources": list(sources),
+            "layers": layer_idx,
+            "padding_side": side,
+            "n_tokens": int(sum(len(t) for t in token_ids)),
+        },
+    )
+
+
+def _pad_id(tokenizer, model) -> int:
+    for cand in (
+        getattr(tokenizer, "pad_token_id", None),
+        getattr(tokenizer, "eos_token_id", None),
+        getattr(model.config, "pad_token_id", None),
+        getattr(model.config, "eos_token_id", None),
+    ):
+        if isinstance(cand, list | tuple):
+            cand = cand[0] if cand else None
+        if cand is not None and 0 <= int(cand) < model.get_input_embeddings().num_embeddings:
+            return int(cand)  # any in-vocabulary id works: padded positions are masked out
+    return 0
+
+
+def _query_rows(plan, seq_len: int) -> torch.Tensor:
+    """(batch, token) of each read-out row's query: the single token, or a span's last token."""
+    last_col = torch.stack(
+        [torch.nonzero(w, as_tuple=False).max() for w in plan.weights]
+    )
+    flat = plan.token_rows[last_col]
+    return torch.stack([flat // seq_len, flat % seq_len], dim=1)
+
+
+def _check_finite(acts: dict[str, np.ndarray], layers: list[int]) -> None:
+    for source, arr in acts.items():
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            where = sorted({layers[j] for j in np.nonzero(bad.any(axis=(0, 2)))[0]})
+            warnings.warn(
+                f"non-finite activations (NaN/inf) in {source} at layers {where}: typical of fp16 "
+                "overflow; reload with dtype='float32' or 'bfloat16'",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+
+__all__ = ["SOURCES", "Capture", "ReadOut", "capture", "resolve_layers", "tokenize", "pad_batch"]
