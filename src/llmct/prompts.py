@@ -1,0 +1,61 @@
+"""Prompt templates for stimulus extraction, written for this project.
+
+Every stimulus of a set is wrapped in the *same* template so activations differ only by the
+stimulus. The default (``fewshot``) is a 2-shot emotion-inference prompt whose read-out is its
+final token (the ':' after 'Emotion'), where the model is about to name the emotion.
+"""
+
+from __future__ import annotations
+
+from .errors import CaptureError
+
+FEWSHOT_EXAMPLES = (
+    (
+        "The bus was forty minutes late again, and when it finally came the driver waved me "
+        "off. I kicked the shelter and shouted after it until my throat hurt.",
+        "anger",
+    ),
+    (
+        "She read the acceptance letter three times, laughed out loud in the empty kitchen, "
+        "and phoned everyone she knew before she had even taken off her coat.",
+        "joy",
+    ),
+)
+INSTRUCTION = "Read each passage and name the emotion it conveys in one word."
+
+
+def fewshot_prompt(text: str, examples=FEWSHOT_EXAMPLES) -> str:
+    shots = "".join(f"Passage: {p}\nEmotion: {label}\n\n" for p, label in examples)
+    return f"{INSTRUCTION}\n\n{shots}Passage: {text.strip()}\nEmotion:"
+
+
+def zeroshot_prompt(text: str) -> str:
+    return fewshot_prompt(text, examples=())
+
+
+PROMPT_MODES = {
+    "fewshot": "2-shot emotion-inference prompt; read-out at its final token",
+    "zeroshot": "the same prompt without the examples; read-out at its final token",
+    "raw": "the stimulus text alone; read-out at its last token",
+    "mean": "the stimulus text alone; mean over its tokens",
+    "chat": "the stimulus as a user message in the model's chat template; read-out at the last "
+    "token of the message content",
+}
+
+
+def build_inputs(tokenizer, texts: list[str], mode: str) -> tuple[list, object]:
+    """``(inputs, position)`` for :func:`llmct.capture` under a prompt mode."""
+    if mode == "fewshot":
+        return [fewshot_prompt(t) for t in texts], "last"
+    if mode == "zeroshot":
+        return [zeroshot_prompt(t) for t in texts], "last"
+    if mode == "raw":
+        return list(texts), "last"
+    if mode == "mean":
+        return list(texts), "mean"
+    if mode == "chat":
+        from .chat import render_chat
+
+        renders = [render_chat(tokenizer, [{"role": "user", "content": t}]) for t in texts]
+        return [r.input_ids for r in renders], [[r.spans[-1].content_last] for r in renders]
+    raise CaptureError(f"unknown prompt mode {mode!r}; choose from {sorted(PROMPT_MODES)}")
