@@ -145,3 +145,21 @@ class ChunkedStore:
             ids = ids[take]
             merged = {k: v[take] for k, v in merged.items()}
         return {"ids": ids, **merged}, parts[0][1]
+
+
+def fresh_output_dir(path: str | Path, overwrite: bool = False) -> Path:
+    """The folder a run should write to, never silently replacing an earlier run's results.
+
+    A missing or empty folder is used as is; an existing one only with ``overwrite``; otherwise a
+    sibling ``<name>-<UTC timestamp>`` is created (and its path should be printed to the user).
+    """
+    path = Path(path)
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
+        path = path.with_name(f"{path.name}-{stamp}")
+        n = 1
+        while path.exists():
+            path = path.with_name(f"{path.name.rsplit('-r', 1)[0]}-r{n}")
+            n += 1
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,74 @@
+"""The ``llmct`` command: ``layers``, ``scan``, ``monitor``, ``extract``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import LLMCTError
+
+
+def _cmd_layers(args) -> int:
+    from .arch import describe
+    from .models import load_model
+
+    model, _ = load_model(args.model, dtype=args.dtype, device=args.device)
+    info = describe(model)
+    width = max(len(k) for k in info)
+    print(f"llmct layer map of {args.model!r}")
+    for key, value in info.items():
+        print(f"  {key:<{width}}  {value}")
+    return 0
+
+
+def _cmd_scan(args) -> int:
+    from .scan.run import run_scan_cli
+
+    return run_scan_cli(args)
+
+
+def _cmd_monitor(args) -> int:
+    from .scan.monitor import run_monitor_cli
+
+    return run_monitor_cli(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmct", description="A CT scan of an LLM's hidden states.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("layers", help="print where a model keeps its blocks, attention, MLP, norms")
+    p.add_argument("model", nargs="?", default="default", help="'default', a HF id or a local dir")
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_layers)
+
+    p = sub.add_parser("scan", help="scan a YAML scenario and write metrics + an HTML report")
+    p.add_argument("scenario", help="scenario YAML (see docs/scenarios.md)")
+    p.add_argument("--model", default=None, help="override the scenario's model")
+    p.add_argument("--out", default=None, help="output folder (default: the scenario's output.dir)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing scan folder")
+    p.add_argument("--save-library", default=None, help="also save the reference library here")
+    p.add_argument("--no-report", action="store_true")
+    p.set_defaults(func=_cmd_scan)
+
+    p = sub.add_parser("monitor", help="generate the scenario's assistant turns with a live readout")
+    p.add_argument("scenario")
+    p.add_argument("--model", default=None)
+    p.add_argument("--library", default=None, help="reference library (.safetensors) to score against")
+    p.add_argument("--layers", default=None, help="comma-separated layers to hook")
+    p.set_defaults(func=_cmd_monitor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except LLMCTError as exc:
+        print(f"llmct: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,444 @@
+"""Resumable, shardable activation extraction for a list of stimuli.
+
+``extract`` wraps every stimulus in one prompt mode (:mod:`llmct.prompts`), captures per-layer
+activations at the mode's read-out in chunks, and writes each finished chunk atomically with a
+manifest (:class:`llmct.store.ChunkedStore`). Re-running skips ids already stored, so an
+interrupted extraction resumes where it stopped. ``shard=(i, n)`` takes items ``i, i+n, i+2n...``
+of the input order (0-based ``i``), so ``n`` processes or GPUs can split one extraction; each
+shard writes its own sub-folder ``shard-i-of-n/`` (no two writers share a folder), and
+``load_extraction`` merges every store under the folder into arrays in the order asked for.
+
+Each stored row carries a digest of its stimulus text, so a folder can never silently serve
+activations of a different text under the same id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .arch import get_adapter
+from .capture import capture, resolve_layers
+from .errors import LLMCTError, StoreError
+from .models import model_fingerprint
+from .positions import describe_position
+from .prompts import PROMPT_MODES, build_inputs, fewshot_prompt, zeroshot_prompt
+from .store import ChunkedStore, base_manifest, load_npz
+
+#: The paper's three sources: block output (h), attention output (a), MLP output (m).
+DEFAULT_SOURCES = ("hidden_out", "attn_out", "mlp_out")
+_META_KEYS = ("ids", "text_sha", "n_tokens", "attention")
+
+
+@dataclass
+class ExtractionSummary:
+    """What one ``extract`` call did."""
+
+    out_dir: Path
+    store_dir: Path
+    n_requested: int
+    n_skipped: int
+    n_extracted: int
+    seconds: float
+    chunks: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class Extraction:
+    """Merged activations in stimulus order: ``acts[source]`` is ``[n, len(layers), d]`` float32."""
+
+    ids: list[str]
+    acts: dict[str, np.ndarray]
+    n_tokens: np.ndarray
+    manifest: dict
+    attention: np.ndarray | None = None  # [n, len(layers), heads, max_tokens], NaN-padded
+
+    @property
+    def layers(self) -> list[int]:
+        return list(self.manifest["layers"])
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.manifest["n_layers"])
+
+    def subset(self, ids: Sequence[str]) -> Extraction:
+        """The rows of ``ids`` (in that order)."""
+        index = {i: n for n, i in enumerate(self.ids)}
+        missing = [i for i in ids if i not in index]
+        if missing:
+            raise StoreError(f"{len(missing)} ids not in this extraction, e.g. {missing[:5]}")
+        take = np.array([index[i] for i in ids], dtype=np.int64)
+        return Extraction(
+            ids=list(ids),
+            acts={k: v[take] for k, v in self.acts.items()},
+            n_tokens=self.n_tokens[take],
+            manifest=self.manifest,
+            attention=None if self.attention is None else self.attention[take],
+        )
+
+
+def text_digest(text: str) -> str:
+    """Short SHA-256 of a stimulus text (stored per row; checked on resume and load)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def parse_shard(spec: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"i/n"`` (0-based ``i``, ``0 <= i < n``) or ``(i, n)`` -> ``(i, n)``; None stays None."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        try:
+            i_text, n_text = spec.split("/")
+            i, n = int(i_text), int(n_text)
+        except ValueError:
+            raise LLMCTError(f"--shard must look like i/n (e.g. 0/4), got {spec!r}") from None
+    else:
+        i, n = (int(x) for x in spec)
+    if n < 1 or not 0 <= i < n:
+        raise LLMCTError(f"shard {i}/{n}: need n >= 1 and 0 <= i < n (shards are 0-based)")
+    return i, n
+
+
+def _as_pairs(stimuli) -> list[tuple[str, str]]:
+    """(id, text) for Stimulus objects, dicts with id/text, or (id, text) tuples; ids unique."""
+    pairs = []
+    for s in stimuli:
+        if isinstance(s, tuple):
+            sid, text = s
+        elif isinstance(s, dict):
+            sid, text = s["id"], s["text"]
+        else:
+            sid, text = s.id, s.text
+        pairs.append((str(sid), str(text)))
+    seen: set[str] = set()
+    for sid, _ in pairs:
+        if sid in seen:
+            raise LLMCTError(f"duplicate stimulus id {sid!r}; ids must be unique to be stored")
+        seen.add(sid)
+    return pairs
+
+
+def _prompt_template(tokenizer, mode: str) -> str:
+    """The exact wrapper text of a prompt mode (recorded so two templates never share a folder)."""
+    if mode == "fewshot":
+        return fewshot_prompt("{text}")
+    if mode == "zeroshot":
+        return zeroshot_prompt("{text}")
+    if mode == "chat":
+        template = getattr(tokenizer, "chat_template", None) or ""
+        return "chat:" + hashlib.sha256(str(template).encode()).hexdigest()[:16]
+    if mode in PROMPT_MODES:
+        return "{text}"
+    raise LLMCTError(f"unknown prompt mode {mode!r}; choose from {sorted(PROMPT_MODES)}")
+
+
+def stores_in(out_dir: str | Path) -> list[ChunkedStore]:
+    """The unsharded store at ``out_dir`` and every ``shard-*`` store below it."""
+    out_dir = Path(out_dir)
+    shard_dirs = sorted(p for p in out_dir.glob("shard-*-of-*") if p.is_dir())
+    return [ChunkedStore(out_dir), *(ChunkedStore(p) for p in shard_dirs)]
+
+
+def _stored_digests(out_dir: Path) -> dict[str, str]:
+    """id -> text digest of every row already stored under ``out_dir``."""
+    out: dict[str, str] = {}
+    for store in stores_in(out_dir):
+        for chunk in store.chunks():
+            with np.load(chunk, allow_pickle=False) as data:
+                out.update(zip(map(str, data["ids"]), map(str, data["text_sha"]), strict=True))
+    return out
+
+
+def _check_digests(pairs: list[tuple[str, str]], stored: dict[str, str], where: Path) -> None:
+    bad = [sid for sid, text in pairs if sid in stored and stored[sid] != text_digest(text)]
+    if bad:
+        raise StoreError(
+            f"{where} holds activations for ids {bad[:5]} (of {len(bad)}) computed from a "
+            "different text; use another output folder for this stimulus file"
+        )
+
+
+def _check_manifest(out_dir: Path, manifest: dict) -> None:
+    for store in stores_in(out_dir):
+        store.check_compatible(manifest)
+        existing = store.manifest()
+        for key in ("prompt_template", "attention"):
+            if existing is not None and existing.get(key) != manifest.get(key):
+                raise StoreError(
+                    f"{store.folder} was extracted with {key}={existing.get(key)!r}, not "
+                    f"{manifest.get(key)!r}; use another output folder (nothing was overwritten)"
+                )
+
+
+def extract(
+    model,
+    tokenizer,
+    stimuli,
+    out_dir: str | Path,
+    *,
+    prompt: str = "fewshot",
+    sources: Sequence[str] = DEFAULT_SOURCES,
+    layers="all",
+    batch_size: int = 8,
+    shard: str | tuple[int, int] | None = None,
+    chunk_size: int = 32,
+    attention: bool = False,
+    progress: bool = True,
+    model_name: str | None = None,
+) -> ExtractionSummary:
+    """Capture and store the activations of ``stimuli`` not yet stored under ``out_dir``.
+
+    ``stimuli``: Stimulus objects (or dicts / ``(id, text)`` tuples). Returns what was done;
+    read the result with :func:`load_extraction`.
+    """
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    pairs = _as_pairs(stimuli)
+    shard = parse_shard(shard)
+    mine = pairs if shard is None else pairs[shard[0] :: shard[1]]
+    store_dir = out_dir if shard is None else out_dir / f"shard-{shard[0]}-of-{shard[1]}"
+    if chunk_size < 1:
+        raise LLMCTError(f"chunk_size must be >= 1, got {chunk_size}")
+
+    adapter = get_adapter(model)
+    n_layers = adapter.n_layers(model)
+    name = model_name or getattr(model.config, "llmct_name", None) or model.config._name_or_path
+    _, position = build_inputs(tokenizer, ["x"], prompt)
+    manifest = base_manifest(
+        model=name,
+        model_fingerprint=model_fingerprint(model),
+        dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
+        position=describe_position(position) if isinstance(position, str) else f"{prompt}:explicit",
+        prompt=prompt,
+        prompt_template=_prompt_template(tokenizer, prompt),
+        sources=list(sources),
+        layers=resolve_layers(layers, n_layers),
+        n_layers=n_layers,
+        d_model=int(model.config.hidden_size),
+        family=adapter.family,
+        attention=bool(attention),
+    )
+    _check_manifest(out_dir, manifest)
+    stored = _stored_digests(out_dir)
+    _check_digests(pairs, stored, out_dir)
+    todo = [(sid, text) for sid, text in mine if sid not in stored]
+
+    store = ChunkedStore(store_dir)
+    written: list[Path] = []
+    chunks = [todo[k : k + chunk_size] for k in range(0, len(todo), chunk_size)]
+    for n, chunk in enumerate(chunks):
+        if progress:
+            print(f"[extract] chunk {n + 1}/{len(chunks)} ({len(chunk)} items) -> {store_dir}",
+                  flush=True)
+        texts = [text for _, text in chunk]
+        inputs, pos = build_inputs(tokenizer, texts, prompt)
+        cap = capture(model, tokenizer, inputs, sources=sources, layers=layers, position=pos,
+                      batch_size=batch_size, attention=attention)
+        arrays = {
+            "text_sha": np.array([text_digest(t) for t in texts]),
+            "n_tokens": np.array([len(t) for t in cap.token_ids], dtype=np.int64),
+            **{s: cap.acts[s] for s in sources},
+        }
+        if attention:
+            arrays["attention"] = _pad_attention(cap.attention)
+        chunk_manifest = {**manifest, "device": cap.meta["device"],
+                          "padding_side": cap.meta["padding_side"],
+                          "shard": None if shard is None else f"{shard[0]}/{shard[1]}"}
+        written.append(store.add([sid for sid, _ in chunk], arrays, chunk_manifest))
+    return ExtractionSummary(
+        out_dir=out_dir,
+        store_dir=store_dir,
+        n_requested=len(mine),
+        n_skipped=len(mine) - len(todo),
+        n_extracted=len(todo),
+        seconds=time.perf_counter() - t0,
+        chunks=written,
+    )
+
+
+def _pad_attention(rows: list[np.ndarray], width: int | None = None) -> np.ndarray:
+    """Per-row ``[layers, heads, tokens]`` weights stacked, NaN-padded on the token axis."""
+    width = width or max(r.shape[-1] for r in rows)
+    out = np.full((len(rows), *rows[0].shape[:-1], width), np.nan, dtype=np.float32)
+    for i, r in enumerate(rows):
+        out[i, ..., : r.shape[-1]] = r
+    return out
+
+
+def load_extraction(out_dir: str | Path, stimuli_or_ids, *, sources: Sequence[str] | None = None
+                    ) -> Extraction:
+    """Merge every stored chunk under ``out_dir`` into arrays in the order of ``stimuli_or_ids``.
+
+    Given stimuli (not bare ids), each row's stored text digest is checked against the text.
+    Raises StoreError naming the missing ids if the extraction is incomplete.
+    """
+    out_dir = Path(out_dir)
+    items = list(stimuli_or_ids)
+    if items and isinstance(items[0], str):
+        pairs, order = None, [str(i) for i in items]
+    else:
+        pairs = _as_pairs(items)
+        order = [sid for sid, _ in pairs]
+    chunks = [c for store in stores_in(out_dir) for c in store.chunks()]
+    if not chunks:
+        raise StoreError(f"{out_dir} holds no extracted activations (run the extraction first)")
+    wanted = set(order)
+    rows: dict[str, tuple[int, int]] = {}
+    parts: list[dict[str, np.ndarray]] = []
+    manifest: dict | None = None
+    for c in chunks:
+        arrays, man = load_npz(c)
+        if manifest is None:
+            manifest = man
+        keep = [k for k in arrays if k not in _META_KEYS and (sources is None or k in sources)]
+        part = {k: arrays[k] for k in ("ids", "text_sha", "n_tokens", *keep)}
+        if "attention" in arrays:
+            part["attention"] = arrays["attention"]
+        for r, sid in enumerate(map(str, arrays["ids"])):
+            if sid in wanted:
+                rows[sid] = (len(parts), r)
+        parts.append(part)
+    missing = [i for i in order if i not in rows]
+    if missing:
+        raise StoreError(
+            f"{out_dir}: {len(missing)} of {len(order)} stimuli not extracted yet, e.g. "
+            f"{missing[:5]} (run the extraction for them; it resumes)"
+        )
+    if pairs is not None:
+        stored = {sid: str(parts[p]["text_sha"][r]) for sid, (p, r) in rows.items()}
+        _check_digests(pairs, stored, out_dir)
+    assert manifest is not None
+    src = [k for k in parts[0] if k not in _META_KEYS]
+    acts = {s: np.stack([parts[rows[i][0]][s][rows[i][1]] for i in order]) for s in src}
+    n_tokens = np.array([parts[rows[i][0]]["n_tokens"][rows[i][1]] for i in order])
+    attn = None
+    if "attention" in parts[0]:
+        attn = _pad_attention(
+            [_unpad(parts[rows[i][0]]["attention"][rows[i][1]]) for i in order]
+        )
+    return Extraction(ids=order, acts=acts, n_tokens=n_tokens, manifest=manifest, attention=attn)
+
+
+def _unpad(row: np.ndarray) -> np.ndarray:
+    valid = ~np.isnan(row).all(axis=tuple(range(row.ndim - 1)))
+    return row[..., : int(valid.sum())]
+
+
+def ensure_extraction(out_dir: str | Path, stimuli, *, load=None, prompt: str = "fewshot",
+                      sources: Sequence[str] = DEFAULT_SOURCES, batch_size: int = 8,
+                      chunk_size: int = 32, progress: bool = True,
+                      model_name: str | None = None) -> Extraction:
+    """Load the activations of ``stimuli`` from ``out_dir``, extracting whatever is missing first.
+
+    ``load`` is a zero-argument callable returning ``(model, tokenizer)``; it is only called when
+    something must be extracted, so analyses of stored activations never load the model.
+    """
+    stored = _stored_digests(Path(out_dir)) if Path(out_dir).exists() else {}
+    if any(sid not in stored for sid, _ in _as_pairs(stimuli)):
+        if load is None:
+            raise StoreError(f"{out_dir}: activations missing and no model given to extract them")
+        model, tokenizer = load()
+        extract(model, tokenizer, stimuli, out_dir, prompt=prompt, sources=sources,
+                batch_size=batch_size, chunk_size=chunk_size, progress=progress,
+                model_name=model_name)
+    return load_extraction(out_dir, stimuli)
+
+
+def limit_stimuli(stimuli: list, n: int | None) -> list:
+    """At most ``n`` items of each (set, label), in file order, plus the matched partners
+    (same ``pair_id``) of kept items, so quick runs keep every class and every pair intact."""
+    if n is None:
+        return list(stimuli)
+    counts: dict[tuple, int] = {}
+    kept = set()
+    for k, s in enumerate(stimuli):
+        key = (s.set, s.label)
+        if counts.get(key, 0) < n:
+            counts[key] = counts.get(key, 0) + 1
+            kept.add(k)
+    pairs = {stimuli[k].pair_id for k in kept if getattr(stimuli[k], "pair_id", None)}
+    return [s for k, s in enumerate(stimuli)
+            if k in kept or (getattr(s, "pair_id", None) and s.pair_id in pairs)]
+
+
+def select_stimuli(stimuli_path: str | None, sets: Sequence[str], limit: int | None = None
+                   ) -> list:
+    """A user's JSONL file (validated; rows without ``set`` get set ``"user"``) or shipped sets."""
+    from stimuli.loader import load_jsonl, load_sets
+
+    if stimuli_path:
+        chosen = load_jsonl(stimuli_path, default_set="user")
+    else:
+        chosen = load_sets(*sets)
+    return limit_stimuli(chosen, limit)
+
+
+def add_extract_args(parser, *, sets: Sequence[str] = ("set_a", "set_b", "set_b_control", "set_c"),
+                     prompt: str = "fewshot"):
+    """The extraction options shared by ``llmct extract`` and the experiments."""
+    parser.add_argument("--model", default="default",
+                        help="'default' (embedded SmolLM2-135M-Instruct), a HF id or a local path")
+    parser.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: auto)")
+    parser.add_argument("--device", default=None, help="cuda | mps | cpu (default: auto)")
+    parser.add_argument("--stimuli", default=None, metavar="PATH.jsonl",
+                        help="your own stimulus file instead of the shipped sets")
+    parser.add_argument("--sets", nargs="+", default=list(sets), help="shipped sets to use")
+    parser.add_argument("--prompt", default=prompt, choices=sorted(PROMPT_MODES))
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--chunk-size", type=int, default=32,
+                        help="items per stored chunk (the unit of resumption)")
+    parser.add_argument("--shard", default=None, metavar="i/n",
+                        help="extract only items i, i+n, ... (0-based) to split work across processes")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="quick run: at most N stimuli per (set, label)")
+    parser.add_argument("--sources", nargs="+", default=list(DEFAULT_SOURCES))
+    parser.add_argument("--activations", default=None, metavar="DIR",
+                        help="activation folder (resumed, never overwritten)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    return parser
+
+
+def run_extract_from_args(args) -> tuple[list, ExtractionSummary]:
+    """Load the stimuli and the model named by ``args`` and extract into ``args.activations``."""
+    from .models import load_model
+
+    if not args.activations:
+        raise LLMCTError("no activation folder given (--activations DIR)")
+    chosen = select_stimuli(args.stimuli, args.sets, args.limit)
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
+    summary = extract(model, tokenizer, chosen, args.activations, prompt=args.prompt,
+                      sources=args.sources, batch_size=args.batch_size, shard=args.shard,
+                      chunk_size=args.chunk_size, progress=args.progress, model_name=args.model)
+    return chosen, summary
+
+
+def summary_json(summary: ExtractionSummary) -> str:
+    """The summary as one JSON line (for logs)."""
+    return json.dumps(
+        {"out_dir": str(summary.out_dir), "store_dir": str(summary.store_dir),
+         "requested": summary.n_requested, "skipped": summary.n_skipped,
+         "extracted": summary.n_extracted, "seconds": round(summary.seconds, 2)}
+    )
+
+
+__all__ = [
+    "DEFAULT_SOURCES",
+    "Extraction",
+    "ExtractionSummary",
+    "add_extract_args",
+    "ensure_extraction",
+    "extract",
+    "limit_stimuli",
+    "load_extraction",
+    "parse_shard",
+    "run_extract_from_args",
+    "select_stimuli",
+    "stores_in",
+    "text_digest",
+]

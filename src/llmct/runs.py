@@ -1,0 +1,162 @@
+"""Plumbing shared by the numbered experiments: standard arguments, output folders that are never
+silently overwritten, activations shared with ``01_extract``, and figures in one colour scheme.
+
+Experiments stay thin scripts of research logic; everything they would otherwise copy between
+each other lives here.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import LLMCTError
+from .extract import Extraction, add_extract_args, ensure_extraction, extract, select_stimuli
+from .models import model_slug
+
+#: Okabe-Ito colour-blind-safe palette (Okabe & Ito 2008).
+OKABE_ITO = {
+    "orange": "#E69F00",
+    "sky_blue": "#56B4E9",
+    "bluish_green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "reddish_purple": "#CC79A7",
+    "black": "#000000",
+    "grey": "#999999",
+}
+PALETTE = [OKABE_ITO[k] for k in ("blue", "orange", "bluish_green", "vermillion",
+                                  "reddish_purple", "sky_blue", "yellow", "black")]
+SOURCE_COLOURS = {"hidden_out": OKABE_ITO["blue"], "attn_out": OKABE_ITO["orange"],
+                  "mlp_out": OKABE_ITO["bluish_green"], "hidden_in": OKABE_ITO["reddish_purple"]}
+
+
+def experiment_parser(description: str, *, sets: Sequence[str], prompt: str = "fewshot"
+                      ) -> argparse.ArgumentParser:
+    """The arguments every experiment takes: the extraction options plus ``--out``/``--overwrite``."""
+    parser = argparse.ArgumentParser(description=description)
+    add_extract_args(parser, sets=sets, prompt=prompt)
+    parser.add_argument("--out", default=None,
+                        help="results folder (default: experiments/NN_name/outputs/<model-slug>/)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing result files (activations always resume instead)")
+    return parser
+
+
+def out_dir_for(exp_dir: Path, args) -> Path:
+    return Path(args.out) if args.out else Path(exp_dir) / "outputs" / model_slug(args.model)
+
+
+def activation_dir_for(exp_dir: Path, args, prompt: str | None = None) -> Path:
+    """``--activations`` or the shared folder of ``01_extract``: ``.../activations/<prompt>[-file]``.
+
+    A user stimulus file gets its own folder (named after the file) so its ids never mix with the
+    shipped sets'.
+    """
+    prompt = prompt or args.prompt
+    if args.activations:
+        base = Path(args.activations)
+        return base if prompt == args.prompt else base.parent / f"{base.name}-{prompt}"
+    name = prompt if not args.stimuli else f"{prompt}-{Path(args.stimuli).stem}"
+    root = Path(exp_dir).parent / "01_extract" / "outputs" / model_slug(args.model)
+    return root / "activations" / name
+
+
+class Outputs:
+    """A results folder whose files are written once: existing results are refused, not replaced,
+    unless ``overwrite``. Call :meth:`claim` with every file name *before* computing, so a run
+    fails in its first second instead of after an hour."""
+
+    def __init__(self, folder: str | Path, overwrite: bool = False) -> None:
+        self.folder = Path(folder)
+        self.overwrite = overwrite
+        self.written: list[Path] = []
+
+    def claim(self, names: Sequence[str]) -> None:
+        clash = [n for n in names if (self.folder / n).exists()]
+        if clash and not self.overwrite:
+            raise LLMCTError(
+                f"{self.folder} already holds {', '.join(clash)}; refusing to overwrite results. "
+                "Pass --overwrite, or --out NEW_FOLDER to keep both."
+            )
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, name: str) -> Path:
+        p = self.folder / name
+        if p.exists() and not self.overwrite and p not in self.written:
+            raise LLMCTError(f"{p} exists; refusing to overwrite (pass --overwrite)")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.written.append(p)
+        return p
+
+    def csv(self, name: str, frame) -> Path:
+        p = self.path(name)
+        frame.to_csv(p, index=False, float_format="%.6g")
+        return p
+
+    def figure(self, fig, stem: str) -> list[Path]:
+        """Save ``fig`` as ``stem.png`` and ``stem.svg`` and close it."""
+        import matplotlib.pyplot as plt
+
+        paths = [self.path(f"{stem}.png"), self.path(f"{stem}.svg")]
+        fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+        fig.savefig(paths[1], bbox_inches="tight")
+        plt.close(fig)
+        return paths
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def get_stimuli(args) -> list:
+    return select_stimuli(args.stimuli, args.sets, args.limit)
+
+
+def get_activations(exp_dir: Path, args, stimuli, prompt: str | None = None
+                    ) -> Extraction | None:
+    """Activations of ``stimuli`` under ``prompt``: loaded from the shared folder, extracting what
+    is missing first. With ``--shard i/n`` only that shard is extracted and None is returned
+    (analyses run once every shard has finished)."""
+    from .models import load_model
+
+    prompt = prompt or args.prompt
+    folder = activation_dir_for(exp_dir, args, prompt)
+
+    def load():
+        return load_model(args.model, dtype=args.dtype, device=args.device)
+
+    if args.shard:
+        model, tokenizer = load()
+        summary = extract(model, tokenizer, stimuli, folder, prompt=prompt, sources=args.sources,
+                          batch_size=args.batch_size, shard=args.shard,
+                          chunk_size=args.chunk_size, progress=args.progress,
+                          model_name=args.model)
+        print(f"shard {args.shard}: {summary.n_extracted} extracted, {summary.n_skipped} already "
+              f"stored in {summary.store_dir}; run again without --shard when all shards are done")
+        return None
+    return ensure_extraction(folder, stimuli, load=load, prompt=prompt, sources=args.sources,
+                             batch_size=args.batch_size, chunk_size=args.chunk_size,
+                             progress=args.progress, model_name=args.model)
+
+
+__all__ = [
+    "OKABE_ITO",
+    "PALETTE",
+    "SOURCE_COLOURS",
+    "Outputs",
+    "activation_dir_for",
+    "experiment_parser",
+    "get_activations",
+    "get_stimuli",
+    "out_dir_for",
+    "pyplot",
+]

@@ -1,0 +1,253 @@
+"""Run a CT scan: scenario -> snapshots + references -> metrics, findings, lens -> files + report."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..capture import context_length, resolve_layers
+from ..chat import render_chat
+from ..errors import CaptureError, LLMCTError, ModelLoadError
+from ..generation import generate_reply
+from ..lens import top_tokens
+from ..models import load_model, model_fingerprint, model_slug
+from ..store import base_manifest, fresh_output_dir, save_npz
+from .findings import all_findings
+from .library import save_library
+from .metrics import all_metrics
+from .scenario import Scenario, ScenarioError, load_scenario
+from .snapshots import conversation_snapshots, single_message_states
+
+METRICS = ("cosine", "cosine_centered", "mae", "jaccard")
+
+
+class _Timer(dict):
+    def __call__(self, name):
+        timer = self
+
+        class _Ctx:
+            def __enter__(self):
+                self.t = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer[name] = round(timer.get(name, 0.0) + time.perf_counter() - self.t, 3)
+
+        return _Ctx()
+
+
+def default_output_dir(scenario: Scenario, model_name: str) -> Path:
+    if scenario.output.dir:
+        return Path(scenario.output.dir.format(name=scenario.name, model=model_slug(model_name)))
+    slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in scenario.name.lower())
+    return Path("outputs") / "scans" / slug / model_slug(model_name)
+
+
+def complete_conversation(model, tokenizer, scenario: Scenario, timer) -> list[dict]:
+    """The conversation as dicts, generating every assistant turn that has no content."""
+    messages: list[dict] = []
+    g = scenario.generation
+    for i, m in enumerate(scenario.messages):
+        content, generated = m.content, False
+        if content is None:
+            with timer("generation"):
+                content = generate_reply(model, tokenizer, messages, max_new_tokens=g.max_new_tokens,
+                                         do_sample=g.do_sample, temperature=g.temperature,
+                                         top_p=g.top_p, seed=g.seed + i)
+            generated = True
+        messages.append({"role": m.role, "content": content, "emotion": m.emotion,
+                         "generated": generated})
+    return messages
+
+
+def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Path | None = None,
+             overwrite: bool = False, save_library_to: str | Path | None = None,
+             report: bool = True, model_and_tokenizer=None, force_per_prefix: bool = False) -> Path:
+    """Scan ``scenario`` and write its folder; returns the folder actually written."""
+    timer = _Timer()
+    name = model_name or scenario.model.id
+    with timer("model_load"):
+        if model_and_tokenizer is not None:
+            model, tokenizer = model_and_tokenizer
+        else:
+            try:
+                model, tokenizer = load_model(name, dtype=scenario.model.dtype,
+                                              device=scenario.model.device)
+            except ModelLoadError as exc:
+                raise ScenarioError(f"model ({scenario.line_of('model')}): {exc}") from exc
+    from ..arch import get_adapter
+
+    n_layers = get_adapter(model).n_layers(model)
+    try:
+        layers = resolve_layers(scenario.capture.layers, n_layers)
+    except CaptureError as exc:
+        raise ScenarioError(f"capture.layers ({scenario.line_of('capture', 'layers')}): {exc}") from exc
+    sources = list(scenario.capture.sources)
+    position = scenario.capture.position
+
+    messages = complete_conversation(model, tokenizer, scenario, timer)
+    chat = [{"role": m["role"], "content": m["content"]} for m in messages]
+    limit = context_length(model)
+    n_conv = len(render_chat(tokenizer, chat).input_ids)
+    if limit and n_conv > limit:
+        raise ScenarioError(f"messages ({scenario.line_of('messages')}): the conversation has "
+                            f"{n_conv} tokens; {name!r} has a context of {limit}")
+
+    with timer("snapshots"):
+        snaps = conversation_snapshots(model, tokenizer, chat, sources=sources, layers=layers,
+                                       position=position, force_per_prefix=force_per_prefix)
+    labels = list(scenario.references)
+    system = scenario.system_prompt
+    with timer("references"):
+        refs = single_message_states(model, tokenizer, [r.text for r in scenario.references.values()],
+                                     system, sources=sources, layers=layers, position=position)
+        notes = [f"snapshots computed in {'one causal pass' if snaps.mode == 'single_pass' else 'one pass per message prefix (the chat template lacks the prefix property)'}",
+                 f"read-out position: {position}; references rendered with the conversation's "
+                 f"system prompt ({'yes' if system else 'none'}) and template"]
+        if scenario.baseline:
+            base = single_message_states(model, tokenizer, scenario.baseline, system,
+                                         sources=sources, layers=layers, position=position)
+            centre = base.mean(1)  # [src, L, D]
+            notes.append(f"centred cosine uses the mean of {len(scenario.baseline)} neutral baseline messages")
+        else:
+            base = None
+            centre = refs.mean(1)
+            notes.append("no baseline messages: centred cosine uses the mean of the references")
+
+    snap_arr = np.stack([snaps.capture[s] for s in sources], axis=1)  # [S, src, L, D]
+    ref_arr = refs.transpose(1, 0, 2, 3)  # [R, src, L, D]
+    with timer("metrics"):
+        m = all_metrics(snap_arr, ref_arr, centre[None])
+        roles = [msg["role"] for msg in messages]
+        tags = [msg["emotion"] for msg in messages]
+        findings = all_findings(m, sources, labels, roles, tags)
+    with timer("logit_lens"):
+        lens = _logit_lens_rows(model, tokenizer, snaps.capture, layers, sources)
+
+    out_dir = fresh_output_dir(out or default_output_dir(scenario, name), overwrite)
+    with timer("write"):
+        _write_tables(out_dir, m, messages, labels, sources, layers, findings, lens)
+        fingerprint = model_fingerprint(model)
+        manifest = base_manifest(
+            kind="llmct.scan", scenario=scenario.model_dump(), model=name,
+            model_fingerprint=fingerprint, dtype=str(next(model.parameters()).dtype),
+            position=position, sources=sources, layers=layers, mode=snaps.mode,
+        )
+        arrays = {f"snap_{s}": snap_arr[:, k] for k, s in enumerate(sources)}
+        arrays.update({f"ref_{s}": ref_arr[:, k] for k, s in enumerate(sources)})
+        arrays.update({f"centre_{s}": centre[k] for k, s in enumerate(sources)})
+        if base is not None:
+            arrays.update({f"baseline_{s}": base[k] for k, s in enumerate(sources)})
+        save_npz(out_dir / "snapshots.npz", arrays, manifest, overwrite=overwrite)
+    run_info = {
+        "scenario": scenario.model_dump(), "model": name, "model_fingerprint": fingerprint,
+        "n_layers": n_layers, "d_model": int(snap_arr.shape[-1]), "sources": sources,
+        "layers": layers, "position": position, "mode": snaps.mode, "notes": notes,
+        "messages": [{"index": i, "role": msg["role"], "content": msg["content"],
+                      "emotion": msg["emotion"], "generated": msg["generated"],
+                      "n_tokens": snaps.n_tokens[i]} for i, msg in enumerate(messages)],
+        "references": [{"label": k, **r.model_dump()} for k, r in scenario.references.items()],
+        "tokens_processed": snaps.tokens_processed + int(sum(
+            len(render_chat(tokenizer, ([{"role": "system", "content": system}] if system else [])
+                            + [{"role": "user", "content": t}]).input_ids)
+            for t in [r.text for r in scenario.references.values()] + scenario.baseline)),
+        "timings": timer, "versions": {k: manifest[k] for k in manifest if k.endswith("version")},
+        "llmct_version": __version__, "created": manifest["created"],
+    }
+    if save_library_to:
+        _save_library(save_library_to, m, ref_arr, centre, labels, sources, layers, roles,
+                      run_info, overwrite)
+        run_info["library"] = str(save_library_to)
+    (out_dir / "run.json").write_text(json.dumps(run_info, indent=2, default=str))
+    if report:
+        from .report import write_report
+
+        write_report(out_dir)
+    return out_dir
+
+
+def _logit_lens_rows(model, tokenizer, cap, layers, sources, k: int = 5) -> list[dict]:
+    if "hidden_out" not in sources:
+        return []
+    acts = cap["hidden_out"]  # [S, L, D]
+    S, L, D = acts.shape
+    tops = top_tokens(model, tokenizer, acts.reshape(S * L, D), k=k)
+    return [{"snapshot": s, "layer": layers[j], "rank": r, "token": tok, "prob": round(p, 5)}
+            for s in range(S) for j in range(L) for r, (tok, p) in enumerate(tops[s * L + j])]
+
+
+def _write_tables(out_dir, m, messages, labels, sources, layers, findings, lens) -> None:
+    S, R, K, L = m["cosine"].shape
+    idx = np.indices((S, R, K, L)).reshape(4, -1)
+    roles = np.array([msg["role"] for msg in messages])
+    tags = np.array([msg["emotion"] or "" for msg in messages])
+    df = pd.DataFrame({
+        "snapshot": idx[0], "role": roles[idx[0]], "emotion": tags[idx[0]],
+        "source": np.array(sources)[idx[2]], "layer": np.array(layers)[idx[3]],
+        "reference": np.array(labels)[idx[1]],
+        **{k: m[k].reshape(-1).round(6) for k in METRICS},
+    })
+    df.to_csv(out_dir / "metrics.csv", index=False)
+    sp = m["cosine"].max(1) - m["cosine"].min(1)  # [S, K, L]
+    spc = m["cosine_centered"].max(1) - m["cosine_centered"].min(1)
+    mean = m["cosine"].mean(1)
+    i2 = np.indices((S, K, L)).reshape(3, -1)
+    pd.DataFrame({
+        "snapshot": i2[0], "role": roles[i2[0]], "source": np.array(sources)[i2[1]],
+        "layer": np.array(layers)[i2[2]], "spread": sp.reshape(-1).round(6),
+        "spread_centered": spc.reshape(-1).round(6), "mean_cosine": mean.reshape(-1).round(6),
+    }).to_csv(out_dir / "spread.csv", index=False)
+    user = roles == "user"
+    scored = np.array([u and t in labels for u, t in zip(user, tags, strict=True)])
+    truth = np.array([labels.index(t) for t in tags[scored]], dtype=int)
+    rows = []
+    for k, s in enumerate(sources):
+        for j, layer in enumerate(layers):
+            acc = acc_c = float("nan")
+            if scored.any():
+                acc = float((m["cosine"][scored][:, :, k, j].argmax(1) == truth).mean())
+                acc_c = float((m["cosine_centered"][scored][:, :, k, j].argmax(1) == truth).mean())
+            rows.append({"source": s, "layer": layer, "spread": sp[user, k, j].mean(),
+                         "spread_centered": spc[user, k, j].mean(),
+                         "mean_cosine": mean[user, k, j].mean(), "nearest_acc": acc,
+                         "nearest_acc_centered": acc_c, "chance": 1 / len(labels)})
+    pd.DataFrame(rows).round(6).to_csv(out_dir / "layer_map.csv", index=False)
+    (out_dir / "findings.json").write_text(json.dumps(findings, indent=2))
+    if lens:
+        pd.DataFrame(lens).to_csv(out_dir / "logit_lens.csv", index=False)
+
+
+def _save_library(path, m, ref_arr, centre, labels, sources, layers, roles, provenance,
+                  overwrite, n_layers: int = 6) -> None:
+    """Keep the ``n_layers`` layers whose centred spread over user turns is largest."""
+    k = sources.index("hidden_in") if "hidden_in" in sources else 0
+    user = np.asarray(roles) == "user"
+    c = m["cosine_centered"][user][:, :, k]  # [S_user, R, L]
+    spread = (c.max(1) - c.min(1)).mean(0)
+    keep = sorted(np.argsort(spread)[::-1][:n_layers].tolist())
+    save_library(path, labels=labels, layers=[layers[j] for j in keep], source=sources[k],
+                 references=ref_arr[:, k][:, keep], baseline=centre[k][keep],
+                 provenance={"model": provenance["model"],
+                             "model_fingerprint": provenance["model_fingerprint"],
+                             "position": provenance["position"],
+                             "scenario": provenance["scenario"]["name"]},
+                 overwrite=overwrite)
+
+
+def run_scan_cli(args) -> int:
+    scenario = load_scenario(args.scenario)
+    try:
+        out = run_scan(scenario, model_name=args.model, out=args.out, overwrite=args.overwrite,
+                       save_library_to=args.save_library, report=not args.no_report)
+    except LLMCTError:
+        raise
+    print(f"scan written to {out}")
+    for f in json.loads((out / "findings.json").read_text()):
+        print(f"  [{f['verdict']:>14}] {f['title']}: {f['value']} ({f['ci_low']}, {f['ci_high']}) {f['unit']}")
+    if (out / "report.html").exists():
+        print(f"report: {out / 'report.html'}")
+    return 0

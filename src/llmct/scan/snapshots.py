@@ -1,0 +1,71 @@
+"""Conversation snapshots: the model's state after each message, in one causal pass when possible.
+
+A causal model's activations at token ``t`` depend only on tokens ``<= t``. If the chat template
+has the prefix property (the rendering of ``messages[:k]`` is a token prefix of the rendering of
+the whole conversation), one forward over the whole conversation yields every snapshot exactly;
+otherwise we fall back to one forward per prefix (as the original tool always did).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..capture import Capture, capture
+from ..chat import MessageSpan, has_prefix_property, render_chat
+
+
+@dataclass
+class Snapshots:
+    capture: Capture  # rows = messages, in order
+    mode: str  # "single_pass" or "per_prefix"
+    spans: list[MessageSpan]
+    tokens_processed: int
+    n_tokens: list[int]  # tokens of each message
+
+
+def readout(span: MessageSpan, position: str):
+    """The read-out of one message: its content's last token, the rendered prefix's last token,
+    or the mean over its content tokens."""
+    if position == "message_end":
+        return span.content_last
+    if position == "template_end":
+        return span.last
+    if position == "mean":
+        return (span.content_start, span.content_end)
+    raise ValueError(f"unknown snapshot position {position!r}")
+
+
+def conversation_snapshots(model, tokenizer, messages: list[dict], *, sources, layers,
+                           position: str, force_per_prefix: bool = False,
+                           batch_size: int = 4) -> Snapshots:
+    """One snapshot per message prefix (``messages[:k+1]``) at ``position``."""
+    full = render_chat(tokenizer, messages)
+    n_tokens = [s.end - s.start for s in full.spans]
+    if not force_per_prefix and has_prefix_property(tokenizer, messages):
+        spec = [[readout(s, position) for s in full.spans]]
+        cap = capture(model, tokenizer, [full.input_ids], sources=sources, layers=layers,
+                      position=spec)
+        return Snapshots(cap, "single_pass", full.spans, len(full.input_ids), n_tokens)
+    renders = [render_chat(tokenizer, messages[: k + 1]) for k in range(len(messages))]
+    spec = [[readout(r.spans[-1], position)] for r in renders]
+    cap = capture(model, tokenizer, [r.input_ids for r in renders], sources=sources,
+                  layers=layers, position=spec, batch_size=batch_size)
+    processed = int(sum(len(r.input_ids) for r in renders))
+    return Snapshots(cap, "per_prefix", [r.spans[-1] for r in renders], processed, n_tokens)
+
+
+def single_message_states(model, tokenizer, texts: list[str], system_prompt: str | None, *,
+                          sources, layers, position: str, batch_size: int = 8) -> np.ndarray:
+    """States of standalone user messages (references, baseline) rendered like the conversation:
+    the same template and the same system prompt, read at the same position rule.
+
+    Returns ``[len(sources), len(texts), n_layers, d]``.
+    """
+    prefix = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    renders = [render_chat(tokenizer, [*prefix, {"role": "user", "content": t}]) for t in texts]
+    spec = [[readout(r.spans[-1], position)] for r in renders]
+    cap = capture(model, tokenizer, [r.input_ids for r in renders], sources=sources,
+                  layers=layers, position=spec, batch_size=batch_size)
+    return np.stack([cap[s] for s in sources])
