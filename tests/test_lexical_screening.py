@@ -182,7 +182,9 @@ def test_nrc_plural_fallback():
 
 def test_compare_only_present_sets():
     rows = [_stim(f"b{i}", "furious angry rage " * (i + 1), "set_b") for i in range(6)]
-    rows += [_stim(f"c{i}", "the table and the chair " * (i + 1), "set_b_control") for i in range(6)]
+    rows += [
+        _stim(f"c{i}", "the table and the chair " * (i + 1), "set_b_control") for i in range(6)
+    ]
     comp = compare(screen(rows))
     assert set(zip(comp.set1, comp.set2, strict=True)) == {("set_b", "set_b_control")}
     assert set(comp.metric) == {"nrc_density", "n_explicit", "n_words"}

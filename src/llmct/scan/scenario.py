@@ -33,12 +33,17 @@ class Message(_Strict):
     content: str | None = None  # None/absent on an assistant turn: generated
     emotion: str | None = None  # intended emotion of a user turn
 
+    @field_validator("content")
+    @classmethod
+    def _not_blank(cls, v):
+        if v is not None and not v.strip():
+            raise ValueError("content is empty")
+        return v
+
     @model_validator(mode="after")
     def _check(self):
         if self.content is None and self.role != "assistant":
             raise ValueError(f"a {self.role} message needs content (only assistant turns are generated)")
-        if self.content is not None and not self.content.strip():
-            raise ValueError("content is empty")
         if self.emotion is not None and self.role != "user":
             raise ValueError("emotion tags belong on user turns")
         return self

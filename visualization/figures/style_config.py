@@ -1,0 +1,130 @@
+"""The one place for figure style: Okabe-Ito colours, fonts, colour ramps and saving.
+
+Used by the matplotlib figures and (through :func:`web_theme`) by the HTML report,
+so static and interactive charts share one palette.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Okabe & Ito (2008), colour-blind safe; ordered so the first colours read well as lines.
+OKABE_ITO = [
+    "#0072B2",  # blue
+    "#E69F00",  # orange
+    "#009E73",  # bluish green
+    "#D55E00",  # vermillion
+    "#CC79A7",  # reddish purple
+    "#56B4E9",  # sky blue
+    "#000000",  # black
+    "#F0E442",  # yellow (weak on white: last)
+]
+NAMED = {
+    "blue": "#0072B2",
+    "orange": "#E69F00",
+    "green": "#009E73",
+    "vermillion": "#D55E00",
+    "purple": "#CC79A7",
+    "sky": "#56B4E9",
+    "black": "#000000",
+    "yellow": "#F0E442",
+    "grey": "#6B7280",
+}
+# Ramps built from Okabe-Ito anchors: sequential (low -> high) and diverging (neg -> 0 -> pos).
+SEQUENTIAL = ["#FFFFFF", "#56B4E9", "#0072B2", "#003A5C"]
+DIVERGING = ["#D55E00", "#FFFFFF", "#0072B2"]
+# Line styles cycled once the palette runs out (more series than colours).
+DASHES = ["-", "--", ":", "-."]
+ROLE_STYLE = {"user": "-", "assistant": "--", "system": ":"}
+VERDICT_COLOURS = {
+    "reproduced": NAMED["green"],
+    "partly": NAMED["orange"],
+    "not reproduced": NAMED["vermillion"],
+    "n/a": NAMED["grey"],
+}
+FONT_STACK = ["DejaVu Sans", "Helvetica", "Arial", "sans-serif"]
+CSS_FONT = '-apple-system, "Segoe UI", Roboto, "Helvetica Neue", "DejaVu Sans", Arial, sans-serif'
+CSS_MONO = 'ui-monospace, "SFMono-Regular", Menlo, Consolas, "DejaVu Sans Mono", monospace'
+
+
+def series_style(i: int) -> dict:
+    """Colour and line style of the i-th series (colours first, then dashes)."""
+    return {
+        "color": OKABE_ITO[i % len(OKABE_ITO)],
+        "linestyle": DASHES[(i // len(OKABE_ITO)) % len(DASHES)],
+    }
+
+
+def sequential_cmap():
+    """Matplotlib colormap for non-negative maps (cosine, MAE, Jaccard, spread)."""
+    from matplotlib.colors import LinearSegmentedColormap
+
+    return LinearSegmentedColormap.from_list("okabe_seq", SEQUENTIAL)
+
+
+def diverging_cmap():
+    """Matplotlib colormap for signed maps centred on zero (centred cosine)."""
+    from matplotlib.colors import LinearSegmentedColormap
+
+    return LinearSegmentedColormap.from_list("okabe_div", DIVERGING)
+
+
+def apply_style() -> None:
+    """Set matplotlib rcParams for all project figures (Agg backend, fonts, palette)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from cycler import cycler
+
+    matplotlib.rcParams.update(
+        {
+            "font.family": "sans-serif",
+            "font.sans-serif": FONT_STACK,
+            "font.size": 9,
+            "axes.titlesize": 10,
+            "axes.titleweight": "bold",
+            "axes.labelsize": 9,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.grid": True,
+            "grid.color": "#E5E7EB",
+            "grid.linewidth": 0.6,
+            "axes.prop_cycle": cycler(color=OKABE_ITO),
+            "legend.frameon": False,
+            "legend.fontsize": 8,
+            "figure.dpi": 110,
+            "figure.constrained_layout.use": True,
+            "savefig.dpi": 160,
+            "savefig.bbox": "tight",
+            "svg.fonttype": "none",
+            "svg.hashsalt": "llmct",
+        }
+    )
+
+
+def save_figure(fig, path_without_suffix: str | Path) -> list[Path]:
+    """Save ``fig`` as PNG and SVG next to each other, close it, return both paths."""
+    import matplotlib.pyplot as plt
+
+    base = Path(path_without_suffix)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for suffix in (".png", ".svg"):
+        path = base.with_suffix(suffix)
+        fig.savefig(path, metadata={"Date": None} if suffix == ".svg" else None)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def web_theme() -> dict:
+    """The same palette for the HTML report (JSON-serialisable)."""
+    return {
+        "palette": OKABE_ITO,
+        "named": NAMED,
+        "sequential": SEQUENTIAL,
+        "diverging": DIVERGING,
+        "verdict": VERDICT_COLOURS,
+        "font": CSS_FONT,
+        "mono": CSS_MONO,
+    }
