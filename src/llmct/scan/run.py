@@ -65,9 +65,13 @@ def complete_conversation(model, tokenizer, scenario: Scenario, timer) -> list[d
 
 
 def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Path | None = None,
-             overwrite: bool = False, save_library_to: str | Path | None = None,
+             overwrite: bool = False, save_library_to: str | Path | bool | None = None,
              report: bool = True, model_and_tokenizer=None, force_per_prefix: bool = False) -> Path:
-    """Scan ``scenario`` and write its folder; returns the folder actually written."""
+    """Scan ``scenario`` and write its folder; returns the folder actually written.
+
+    ``save_library_to``: a path for the monitor's reference library, or True for
+    ``<folder>/reference_library.safetensors``.
+    """
     timer = _Timer()
     name = model_name or scenario.model.id
     with timer("model_load"):
@@ -158,6 +162,8 @@ def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Pa
         "timings": timer, "versions": {k: manifest[k] for k in manifest if k.endswith("version")},
         "llmct_version": __version__, "created": manifest["created"],
     }
+    if save_library_to is True:
+        save_library_to = out_dir / "reference_library.safetensors"
     if save_library_to:
         _save_library(save_library_to, m, ref_arr, centre, labels, sources, layers, roles,
                       run_info, overwrite)

@@ -1,0 +1,60 @@
+"""Experiment 00 — the CT scan of the rollercoaster conversation (seed 000, "Activation Lab").
+
+Scans the scenario once per read-out position rule, because the seed's early-layer finding
+depends on it: the original read every snapshot at the same template token.
+
+    uv run python experiments/00_ct_scan/run.py [--scenario YAML] [--model ID] [--positions ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from llmct.models import load_model, model_slug
+from llmct.scan.run import run_scan
+from llmct.scan.scenario import load_scenario
+
+HERE = Path(__file__).parent
+DEFAULT_SCENARIO = HERE.parents[1] / "stimuli" / "scenarios" / "rollercoaster.yaml"
+POSITIONS = ("message_end", "template_end", "mean")
+
+
+def main(argv=None) -> Path:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--scenario", default=str(DEFAULT_SCENARIO))
+    ap.add_argument("--model", default=None, help="HF id or local dir (default: the scenario's)")
+    ap.add_argument("--positions", nargs="+", default=list(POSITIONS), choices=POSITIONS)
+    ap.add_argument("--out", default=None, help="default: outputs/<model-slug>/")
+    ap.add_argument("--overwrite", action="store_true")
+    args = ap.parse_args(argv)
+
+    base = load_scenario(args.scenario)
+    name = args.model or base.model.id
+    root = Path(args.out) if args.out else HERE / "outputs" / model_slug(name)
+    model_tok = load_model(name, dtype=base.model.dtype, device=base.model.device)
+    rows = []
+    for position in args.positions:
+        scenario = base.model_copy(deep=True)
+        scenario.capture.position = position
+        scenario._lines = base._lines
+        out = run_scan(scenario, model_name=name, out=root / position, overwrite=args.overwrite,
+                       model_and_tokenizer=model_tok,
+                       save_library_to=True)
+        for f in json.loads((out / "findings.json").read_text()):
+            rows.append({"position": position, "folder": out.name, **f})
+        print(f"{position}: {out}")
+    table = pd.DataFrame(rows)
+    summary = root / "findings_by_position.csv"
+    if summary.exists() and not args.overwrite:
+        summary = summary.with_name(f"findings_by_position-{pd.Timestamp.utcnow():%Y%m%d-%H%M%S}.csv")
+    table.to_csv(summary, index=False)
+    print(table[["position", "id", "value", "ci_low", "ci_high", "verdict"]].to_string(index=False))
+    return root
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Real-time emotion monitor: a few hooked layers score every generated token against a saved
+reference library (centred cosine), with per-token and per-turn callbacks."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ..arch import get_adapter
+from ..hooks import Hooks, block_input, first_tensor
+from .library import ReferenceLibrary
+
+
+class EmotionMonitor:
+    """``with EmotionMonitor(model, library, on_token=cb) as mon: model.generate(...)``.
+
+    Each forward pass (the prefill, then one per generated token with the KV cache) is scored at
+    its last position: centred cosine to each reference, averaged over the hooked layers.
+    ``mon.scores`` holds one ``[batch, n_refs]`` array per forward; ``on_token(step, scores)``
+    is called after each. Left-padded batches are fine: the last position is always real.
+    """
+
+    def __init__(self, model, library: ReferenceLibrary, *, on_token: Callable | None = None):
+        self.model, self.library, self.on_token = model, library, on_token
+        self.adapter = get_adapter(model)
+        n = self.adapter.n_layers(model)
+        bad = [layer for layer in library.layers if not 0 <= layer < n]
+        if bad:
+            raise ValueError(f"library layers {bad} do not exist in a {n}-layer model")
+        device = model.get_input_embeddings().weight.device
+        self._refs = library.centred_unit_references().to(device)  # [L, R, D]
+        self._base = library.baseline.to(device)  # [L, D]
+        self._pending: dict[int, torch.Tensor] = {}
+        self.scores: list[np.ndarray] = []
+        self._hooks = Hooks()
+
+    @property
+    def labels(self) -> list[str]:
+        return self.library.labels
+
+    def _score(self, k: int, hidden: torch.Tensor) -> None:
+        h = hidden[:, -1, :].float() - self._base[k]
+        h = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        self._pending[k] = h @ self._refs[k].T  # [B, R]
+        if len(self._pending) == len(self.library.layers):
+            scores = torch.stack(list(self._pending.values())).mean(0).cpu().numpy()
+            self._pending.clear()
+            self.scores.append(scores)
+            if self.on_token:
+                self.on_token(len(self.scores) - 1, scores)
+
+    def __enter__(self) -> EmotionMonitor:
+        blocks = self.adapter.block_list(self.model)
+        src = self.library.source
+        for k, layer in enumerate(self.library.layers):
+            block = blocks[layer]
+            if src == "hidden_in":
+                self._hooks.pre(block, lambda m, a, kw, k=k: self._score(k, block_input(a, kw)))
+            else:
+                module = {"hidden_out": block,
+                          "attn_out": self.adapter.attn_out_module(block),
+                          "mlp_out": self.adapter.mlp_out_module(block)}[src]
+                self._hooks.forward(module, lambda m, a, o, k=k: self._score(k, first_tensor(o)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._hooks.remove()
+        self._pending.clear()
+
+    def turn_scores(self, skip_prefill: bool = True) -> np.ndarray:
+        """Mean score per item over the generated tokens' states ``[batch, n_refs]``."""
+        rows = self.scores[1:] if skip_prefill and len(self.scores) > 1 else self.scores
+        return np.mean(rows, axis=0)
+
+    def reset(self) -> None:
+        self.scores.clear()
+
+
+def library_from_scenario(model, tokenizer, scenario, layers: list[int] | None = None):
+    """Build a reference library on the fly from a scenario's references and baseline."""
+    from ..models import model_fingerprint
+    from .snapshots import single_message_states
+
+    n = get_adapter(model).n_layers(model)
+    layers = layers or sorted({int(round(x)) for x in np.linspace(n // 2, n - 1, 6)})
+    kw = dict(sources=["hidden_in"], layers=layers, position=scenario.capture.position)
+    refs = single_message_states(model, tokenizer, [r.text for r in scenario.references.values()],
+                                 scenario.system_prompt, **kw)[0]
+    texts = scenario.baseline or [r.text for r in scenario.references.values()]
+    base = single_message_states(model, tokenizer, texts, scenario.system_prompt, **kw)[0].mean(0)
+    return ReferenceLibrary(list(scenario.references), layers, "hidden_in",
+                            torch.from_numpy(refs), torch.from_numpy(base),
+                            {"model_fingerprint": model_fingerprint(model)})
+
+
+def run_monitor_cli(args, out=sys.stdout) -> int:
+    """Regenerate each assistant turn of a scenario with a live per-token emotion readout."""
+    from transformers.generation.streamers import BaseStreamer
+
+    from ..generation import generate_reply
+    from ..models import load_model
+    from .scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    model, tok = load_model(args.model or scenario.model.id, dtype=scenario.model.dtype,
+                            device=scenario.model.device)
+    if args.library:
+        library = ReferenceLibrary.load(args.library)
+    else:
+        layers = [int(x) for x in args.layers.split(",")] if args.layers else None
+        library = library_from_scenario(model, tok, scenario, layers)
+    latest: dict = {}
+
+    class _Printer(BaseStreamer):
+        first = True
+
+        def put(self, value):
+            if self.first:  # generate() first echoes the prompt
+                self.first = False
+                return
+            text = tok.decode(value.reshape(-1).tolist(), skip_special_tokens=True)
+            s = latest.get("scores")
+            tag = library.labels[int(s[0].argmax())] if s is not None else "?"
+            out.write(f"{text}\033[2m[{tag}]\033[0m")
+            out.flush()
+
+        def end(self):
+            out.write("\n")
+
+    history: list[dict] = []
+    g = scenario.generation
+    print(f"monitoring layers {library.layers} ({library.source}) against {library.labels}", file=out)
+    for i, m in enumerate(scenario.messages):
+        if m.role == "assistant":
+            with EmotionMonitor(model, library,
+                                on_token=lambda step, s: latest.__setitem__("scores", s)) as mon:
+                out.write(f"\n[assistant #{i}] ")
+                generate_reply(model, tok, history, max_new_tokens=g.max_new_tokens,
+                               do_sample=g.do_sample, temperature=g.temperature, top_p=g.top_p,
+                               seed=g.seed + i, streamer=_Printer())
+            turn = mon.turn_scores()[0]
+            top = np.argsort(turn)[::-1][:3]
+            out.write("  turn: " + ", ".join(f"{library.labels[j]} {turn[j]:+.3f}" for j in top) + "\n")
+        if m.content is not None:
+            history.append({"role": m.role, "content": m.content})
+            if m.role == "user":
+                out.write(f"[user #{i}] {m.content}\n")
+    return 0
