@@ -113,6 +113,7 @@ def run_monitor_cli(args, out=sys.stdout) -> int:
         layers = [int(x) for x in args.layers.split(",")] if args.layers else None
         library = library_from_scenario(model, tok, scenario, layers)
     latest: dict = {}
+    tty = hasattr(out, "isatty") and out.isatty()
 
     class _Printer(BaseStreamer):
         first = True
@@ -124,7 +125,7 @@ def run_monitor_cli(args, out=sys.stdout) -> int:
             text = tok.decode(value.reshape(-1).tolist(), skip_special_tokens=True)
             s = latest.get("scores")
             tag = library.labels[int(s[0].argmax())] if s is not None else "?"
-            out.write(f"{text}\033[2m[{tag}]\033[0m")
+            out.write(f"{text}\033[2m[{tag}]\033[0m" if tty else f"{text}[{tag}]")
             out.flush()
 
         def end(self):
