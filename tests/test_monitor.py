@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import llmct
+from llmct.errors import StoreError
 from llmct.hooks import count_hooks
 from llmct.scan.library import ReferenceLibrary, save_library
 from llmct.scan.monitor import EmotionMonitor
-from llmct.errors import StoreError
 from tests.tiny_models import tiny_model
 
 

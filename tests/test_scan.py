@@ -31,7 +31,7 @@ def test_metrics_by_hand():
 def test_single_pass_equals_per_prefix(embedded, position):
     model, tok = embedded
     sc = load_scenario(SCENARIO)
-    chat = [{"role": m.role, "content": m.content} for m in sc.messages]
+    chat = [{"role": m.role, "content": m.content} for m in sc.messages[:11]]
     one = conversation_snapshots(model, tok, chat, sources=["hidden_in", "attn_out", "mlp_out"],
                                  layers="all", position=position)
     many = conversation_snapshots(model, tok, chat, sources=["hidden_in", "attn_out", "mlp_out"],
@@ -44,7 +44,7 @@ def test_single_pass_equals_per_prefix(embedded, position):
         # its own scale (absolute when that is below 1). Exactness is proven in float64 below.
         scale = np.maximum(1.0, np.abs(a).max(-1))
         assert (np.abs(a - b).max(-1) / scale).max() <= 1e-4, s
-    assert many.tokens_processed >= 8 * one.tokens_processed
+    assert many.tokens_processed > 4 * one.tokens_processed  # 11 of the 20 messages
 
 
 @pytest.mark.integration
@@ -57,7 +57,7 @@ def test_single_pass_is_exact_in_float64(embedded):
     model, tok = embedded
     model64 = copy.deepcopy(model).to(torch.float64)
     sc = load_scenario(SCENARIO)
-    chat = [{"role": m.role, "content": m.content} for m in sc.messages[:9]]
+    chat = [{"role": m.role, "content": m.content} for m in sc.messages[:7]]
     kw = dict(sources=["hidden_in", "hidden_out", "attn_out", "mlp_out"], layers="all",
               position="message_end")
     one = conversation_snapshots(model64, tok, chat, **kw)

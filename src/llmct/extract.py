@@ -8,8 +8,10 @@ of the input order (0-based ``i``), so ``n`` processes or GPUs can split one ext
 shard writes its own sub-folder ``shard-i-of-n/`` (no two writers share a folder), and
 ``load_extraction`` merges every store under the folder into arrays in the order asked for.
 
-Each stored row carries a digest of its stimulus text, so a folder can never silently serve
-activations of a different text under the same id.
+Each stored row carries a digest of its stimulus text. A stimulus whose text changed since it was
+extracted counts as not done (it is re-extracted into a new chunk), and loading picks, for each
+id, the row whose digest matches the current text -- a folder never serves activations of a
+different text under the same id.
 """
 
 from __future__ import annotations
@@ -145,9 +147,9 @@ def stores_in(out_dir: str | Path) -> list[ChunkedStore]:
     return [ChunkedStore(out_dir), *(ChunkedStore(p) for p in shard_dirs)]
 
 
-def _stored_digests(out_dir: Path) -> dict[str, str]:
-    """id -> text digest of every row already stored under ``out_dir``."""
-    out: dict[str, str] = {}
+def _stored_digests(out_dir: Path) -> set[tuple[str, str]]:
+    """``(id, text digest)`` of every row already stored under ``out_dir``."""
+    out: set[tuple[str, str]] = set()
     for store in stores_in(out_dir):
         for chunk in store.chunks():
             with np.load(chunk, allow_pickle=False) as data:
@@ -155,13 +157,8 @@ def _stored_digests(out_dir: Path) -> dict[str, str]:
     return out
 
 
-def _check_digests(pairs: list[tuple[str, str]], stored: dict[str, str], where: Path) -> None:
-    bad = [sid for sid, text in pairs if sid in stored and stored[sid] != text_digest(text)]
-    if bad:
-        raise StoreError(
-            f"{where} holds activations for ids {bad[:5]} (of {len(bad)}) computed from a "
-            "different text; use another output folder for this stimulus file"
-        )
+def _missing(pairs: list[tuple[str, str]], stored: set[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(sid, text) for sid, text in pairs if (sid, text_digest(text)) not in stored]
 
 
 def _check_manifest(out_dir: Path, manifest: dict) -> None:
@@ -226,8 +223,12 @@ def extract(
     )
     _check_manifest(out_dir, manifest)
     stored = _stored_digests(out_dir)
-    _check_digests(pairs, stored, out_dir)
-    todo = [(sid, text) for sid, text in mine if sid not in stored]
+    todo = _missing(mine, stored)
+    stored_ids = {sid for sid, _ in stored}
+    changed = sum(sid in stored_ids for sid, _ in todo)
+    if changed and progress:
+        print(f"[extract] {changed} stimuli changed text since they were extracted; "
+              "re-extracting them", flush=True)
 
     store = ChunkedStore(store_dir)
     written: list[Path] = []
@@ -275,8 +276,9 @@ def load_extraction(out_dir: str | Path, stimuli_or_ids, *, sources: Sequence[st
                     ) -> Extraction:
     """Merge every stored chunk under ``out_dir`` into arrays in the order of ``stimuli_or_ids``.
 
-    Given stimuli (not bare ids), each row's stored text digest is checked against the text.
-    Raises StoreError naming the missing ids if the extraction is incomplete.
+    Given stimuli, each id's row is the one whose text digest matches the stimulus text; given
+    bare ids, an id stored for two different texts is an error. Raises StoreError naming the
+    missing ids if the extraction is incomplete.
     """
     out_dir = Path(out_dir)
     items = list(stimuli_or_ids)
@@ -288,8 +290,9 @@ def load_extraction(out_dir: str | Path, stimuli_or_ids, *, sources: Sequence[st
     chunks = [c for store in stores_in(out_dir) for c in store.chunks()]
     if not chunks:
         raise StoreError(f"{out_dir} holds no extracted activations (run the extraction first)")
-    wanted = set(order)
+    want = None if pairs is None else {sid: text_digest(text) for sid, text in pairs}
     rows: dict[str, tuple[int, int]] = {}
+    seen: dict[str, set[str]] = {}
     parts: list[dict[str, np.ndarray]] = []
     manifest: dict | None = None
     for c in chunks:
@@ -300,19 +303,23 @@ def load_extraction(out_dir: str | Path, stimuli_or_ids, *, sources: Sequence[st
         part = {k: arrays[k] for k in ("ids", "text_sha", "n_tokens", *keep)}
         if "attention" in arrays:
             part["attention"] = arrays["attention"]
-        for r, sid in enumerate(map(str, arrays["ids"])):
-            if sid in wanted:
+        for r, (sid, sha) in enumerate(zip(map(str, arrays["ids"]), map(str, arrays["text_sha"]),
+                                           strict=True)):
+            seen.setdefault(sid, set()).add(sha)
+            if want is None or want.get(sid) == sha:
                 rows[sid] = (len(parts), r)
         parts.append(part)
     missing = [i for i in order if i not in rows]
     if missing:
         raise StoreError(
-            f"{out_dir}: {len(missing)} of {len(order)} stimuli not extracted yet, e.g. "
-            f"{missing[:5]} (run the extraction for them; it resumes)"
+            f"{out_dir}: {len(missing)} of {len(order)} stimuli not extracted yet (or their text "
+            f"changed since), e.g. {missing[:5]} (run the extraction for them; it resumes)"
         )
-    if pairs is not None:
-        stored = {sid: str(parts[p]["text_sha"][r]) for sid, (p, r) in rows.items()}
-        _check_digests(pairs, stored, out_dir)
+    if want is None:
+        ambiguous = [i for i in order if len(seen[i]) > 1]
+        if ambiguous:
+            raise StoreError(f"{out_dir}: ids {ambiguous[:5]} were extracted for several texts; "
+                             "pass the stimuli (not bare ids) to choose")
     assert manifest is not None
     src = [k for k in parts[0] if k not in _META_KEYS]
     acts = {s: np.stack([parts[rows[i][0]][s][rows[i][1]] for i in order]) for s in src}
@@ -331,7 +338,7 @@ def _unpad(row: np.ndarray) -> np.ndarray:
 
 
 def ensure_extraction(out_dir: str | Path, stimuli, *, load=None, prompt: str = "fewshot",
-                      sources: Sequence[str] = DEFAULT_SOURCES, batch_size: int = 8,
+                      sources: Sequence[str] = DEFAULT_SOURCES, layers="all", batch_size: int = 8,
                       chunk_size: int = 32, progress: bool = True,
                       model_name: str | None = None) -> Extraction:
     """Load the activations of ``stimuli`` from ``out_dir``, extracting whatever is missing first.
@@ -339,12 +346,12 @@ def ensure_extraction(out_dir: str | Path, stimuli, *, load=None, prompt: str = 
     ``load`` is a zero-argument callable returning ``(model, tokenizer)``; it is only called when
     something must be extracted, so analyses of stored activations never load the model.
     """
-    stored = _stored_digests(Path(out_dir)) if Path(out_dir).exists() else {}
-    if any(sid not in stored for sid, _ in _as_pairs(stimuli)):
+    stored = _stored_digests(Path(out_dir)) if Path(out_dir).exists() else set()
+    if _missing(_as_pairs(stimuli), stored):
         if load is None:
             raise StoreError(f"{out_dir}: activations missing and no model given to extract them")
         model, tokenizer = load()
-        extract(model, tokenizer, stimuli, out_dir, prompt=prompt, sources=sources,
+        extract(model, tokenizer, stimuli, out_dir, prompt=prompt, sources=sources, layers=layers,
                 batch_size=batch_size, chunk_size=chunk_size, progress=progress,
                 model_name=model_name)
     return load_extraction(out_dir, stimuli)
@@ -379,6 +386,13 @@ def select_stimuli(stimuli_path: str | None, sets: Sequence[str], limit: int | N
     return limit_stimuli(chosen, limit)
 
 
+def activation_folder(root: str | Path, prompt: str, stimuli_path: str | None = None) -> Path:
+    """``<root>/<prompt>``, or ``<root>/<prompt>-<file stem>`` for a user's stimulus file, so the
+    ids of a user file never mix with the shipped sets' and each prompt mode has its own store."""
+    name = prompt if not stimuli_path else f"{prompt}-{Path(stimuli_path).stem}"
+    return Path(root) / name
+
+
 def add_extract_args(parser, *, sets: Sequence[str] = ("set_a", "set_b", "set_b_control", "set_c"),
                      prompt: str = "fewshot"):
     """The extraction options shared by ``llmct extract`` and the experiments."""
@@ -398,22 +412,28 @@ def add_extract_args(parser, *, sets: Sequence[str] = ("set_a", "set_b", "set_b_
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="quick run: at most N stimuli per (set, label)")
     parser.add_argument("--sources", nargs="+", default=list(DEFAULT_SOURCES))
-    parser.add_argument("--activations", default=None, metavar="DIR",
-                        help="activation folder (resumed, never overwritten)")
+    parser.add_argument("--layers", nargs="+", type=int, default=None,
+                        help="layer indices to extract (default: all; negative counts from the end)")
+    parser.add_argument("--activations", default=None, metavar="ROOT",
+                        help="root of the activation stores: one sub-folder per prompt mode "
+                        "(resumed, never overwritten)")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     return parser
 
 
 def run_extract_from_args(args) -> tuple[list, ExtractionSummary]:
-    """Load the stimuli and the model named by ``args`` and extract into ``args.activations``."""
+    """Load the stimuli and the model named by ``args`` and extract into
+    ``<args.activations>/<prompt>`` (see :func:`activation_folder`)."""
     from .models import load_model
 
     if not args.activations:
-        raise LLMCTError("no activation folder given (--activations DIR)")
+        raise LLMCTError("no activation root given (--activations ROOT)")
     chosen = select_stimuli(args.stimuli, args.sets, args.limit)
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
-    summary = extract(model, tokenizer, chosen, args.activations, prompt=args.prompt,
-                      sources=args.sources, batch_size=args.batch_size, shard=args.shard,
+    folder = activation_folder(args.activations, args.prompt, args.stimuli)
+    summary = extract(model, tokenizer, chosen, folder, prompt=args.prompt,
+                      sources=args.sources, layers=args.layers or "all",
+                      batch_size=args.batch_size, shard=args.shard,
                       chunk_size=args.chunk_size, progress=args.progress, model_name=args.model)
     return chosen, summary
 
@@ -431,6 +451,7 @@ __all__ = [
     "DEFAULT_SOURCES",
     "Extraction",
     "ExtractionSummary",
+    "activation_folder",
     "add_extract_args",
     "ensure_extraction",
     "extract",

@@ -12,7 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import LLMCTError
-from .extract import Extraction, add_extract_args, ensure_extraction, extract, select_stimuli
+from .extract import (
+    Extraction,
+    activation_folder,
+    add_extract_args,
+    ensure_extraction,
+    extract,
+    select_stimuli,
+)
 from .models import model_slug
 
 #: Okabe-Ito colour-blind-safe palette (Okabe & Ito 2008).
@@ -50,18 +57,12 @@ def out_dir_for(exp_dir: Path, args) -> Path:
 
 
 def activation_dir_for(exp_dir: Path, args, prompt: str | None = None) -> Path:
-    """``--activations`` or the shared folder of ``01_extract``: ``.../activations/<prompt>[-file]``.
-
-    A user stimulus file gets its own folder (named after the file) so its ids never mix with the
-    shipped sets'.
-    """
-    prompt = prompt or args.prompt
-    if args.activations:
-        base = Path(args.activations)
-        return base if prompt == args.prompt else base.parent / f"{base.name}-{prompt}"
-    name = prompt if not args.stimuli else f"{prompt}-{Path(args.stimuli).stem}"
-    root = Path(exp_dir).parent / "01_extract" / "outputs" / model_slug(args.model)
-    return root / "activations" / name
+    """The store of ``prompt`` under ``--activations ROOT``, by default under 01_extract's
+    ``outputs/<model-slug>/activations/`` (shared by all experiments; see
+    :func:`llmct.extract.activation_folder`)."""
+    root = Path(args.activations) if args.activations else (
+        Path(exp_dir).parent / "01_extract" / "outputs" / model_slug(args.model) / "activations")
+    return activation_folder(root, prompt or args.prompt, args.stimuli)
 
 
 class Outputs:
@@ -117,6 +118,80 @@ def pyplot():
     return plt
 
 
+def plot_layer_panels(frame, *, panel: str, style: str = "control", y: str = "auroc",
+                      ylabel: str = "macro AUROC", title: str = "", ylim=None, hline=None,
+                      markers=None):
+    """One panel per value of ``panel``; per-layer curves coloured by ``source`` and dashed by
+    ``style`` (first value solid). Rows with ``layer < 0`` (layer-free baselines, e.g. text-only)
+    become horizontal grey lines. ``markers``: {(panel, source): layer} points to highlight."""
+    plt = pyplot()
+    panels = list(dict.fromkeys(frame[panel]))
+    styles = list(dict.fromkeys(frame.loc[frame.layer >= 0, style]))
+    dashes = ["-", ":", "--", "-."]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), sharey=True,
+                             squeeze=False)
+    for ax, name in zip(axes[0], panels, strict=True):
+        sub = frame[frame[panel] == name]
+        for (source, st), grp in sub[sub.layer >= 0].groupby(["source", style], sort=False):
+            grp = grp.sort_values("layer")
+            k = styles.index(st)
+            ax.plot(grp.layer, grp[y], color=SOURCE_COLOURS.get(source, OKABE_ITO["black"]),
+                    linestyle=dashes[k % 4], linewidth=1.6 if k == 0 else 1.0,
+                    label=f"{source}" + ("" if k == 0 else f" ({st})"))
+            if markers and (name, source) in markers and k == 0:
+                layer = markers[(name, source)]
+                ax.plot([layer], grp.set_index("layer")[y].loc[[layer]], marker="o",
+                        color=SOURCE_COLOURS.get(source, OKABE_ITO["black"]))
+        for k, (_, row) in enumerate(sub[sub.layer < 0].iterrows()):
+            ax.axhline(row[y], color=OKABE_ITO["grey"], linestyle=dashes[(k + 2) % 4],
+                       linewidth=1.2, label=f"{row[style]}")
+        if hline is not None:
+            ax.axhline(hline, color=OKABE_ITO["black"], linewidth=0.6)
+        ax.set_title(str(name), fontsize=10)
+        ax.set_xlabel("layer")
+        if ylim:
+            ax.set_ylim(*ylim)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=6, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def add_probe_args(parser):
+    """Options of the emotion-probe battery (experiments 02 and 04)."""
+    parser.add_argument("--exclude-labels", nargs="*", default=["neutral"],
+                        help="labels left out of the emotion probes (default: neutral)")
+    parser.add_argument("--transfer", nargs="*", default=["set_a:set_b", "set_b:set_a"],
+                        metavar="TRAIN:TEST", help="transfer pairs (pairs of absent sets skipped)")
+    return parser
+
+
+def run_probe_suite(ext: Extraction, stimuli, args):
+    """:func:`llmct.probes.probe_suite` on one extraction, tagged with model and prompt."""
+    from . import probes
+
+    transfers = [tuple(t.split(":", 1)) for t in args.transfer]
+    results = probes.probe_suite(
+        ext.acts, [s.label for s in stimuli], [s.set for s in stimuli], [s.text for s in stimuli],
+        layers=ext.layers, n_layers=ext.n_layers, transfers=transfers,
+        exclude_labels=args.exclude_labels)
+    if results.empty:
+        raise LLMCTError("no set has two labels with >= 5 items each: nothing to probe")
+    results.insert(0, "prompt", ext.manifest["prompt"])
+    results.insert(0, "model", args.model)
+    return results
+
+
+def panel_name(frame):
+    """'set_a (5-fold CV)' for within-set rows, 'set_a -> set_b' for transfer rows."""
+    import numpy as np
+
+    return np.where(frame.train_set == frame.test_set, frame.train_set + " (5-fold CV)",
+                    frame.train_set + " -> " + frame.test_set)
+
+
 def get_stimuli(args) -> list:
     return select_stimuli(args.stimuli, args.sets, args.limit)
 
@@ -137,6 +212,7 @@ def get_activations(exp_dir: Path, args, stimuli, prompt: str | None = None
     if args.shard:
         model, tokenizer = load()
         summary = extract(model, tokenizer, stimuli, folder, prompt=prompt, sources=args.sources,
+                          layers=args.layers or "all",
                           batch_size=args.batch_size, shard=args.shard,
                           chunk_size=args.chunk_size, progress=args.progress,
                           model_name=args.model)
@@ -144,6 +220,7 @@ def get_activations(exp_dir: Path, args, stimuli, prompt: str | None = None
               f"stored in {summary.store_dir}; run again without --shard when all shards are done")
         return None
     return ensure_extraction(folder, stimuli, load=load, prompt=prompt, sources=args.sources,
+                             layers=args.layers or "all",
                              batch_size=args.batch_size, chunk_size=args.chunk_size,
                              progress=args.progress, model_name=args.model)
 
@@ -154,9 +231,13 @@ __all__ = [
     "SOURCE_COLOURS",
     "Outputs",
     "activation_dir_for",
+    "add_probe_args",
     "experiment_parser",
     "get_activations",
     "get_stimuli",
     "out_dir_for",
+    "plot_layer_panels",
+    "panel_name",
     "pyplot",
+    "run_probe_suite",
 ]

@@ -42,6 +42,18 @@ VERDICT_COLOURS = {
     "not reproduced": NAMED["vermillion"],
     "n/a": NAMED["grey"],
 }
+# Activation sources: block output (h), attention output (a), MLP output (m), block input.
+SOURCE_COLOURS = {
+    "hidden_out": NAMED["blue"],
+    "attn_out": NAMED["orange"],
+    "mlp_out": NAMED["green"],
+    "hidden_in": NAMED["purple"],
+}
+SOURCE_SHORT = {"hidden_out": "h", "attn_out": "a", "mlp_out": "m", "hidden_in": "h_in"}
+# Controls are drawn grey next to the measurement they control for.
+CONTROL_COLOUR = NAMED["grey"]
+CONTROL_DASHES = {"shuffled": ":", "random": ":", "text_tfidf": "--", "length_only": "-.",
+                  "length_matched": "--", "null": ":"}
 FONT_STACK = ["DejaVu Sans", "Helvetica", "Arial", "sans-serif"]
 CSS_FONT = '-apple-system, "Segoe UI", Roboto, "Helvetica Neue", "DejaVu Sans", Arial, sans-serif'
 CSS_MONO = 'ui-monospace, "SFMono-Regular", Menlo, Consolas, "DejaVu Sans Mono", monospace'
@@ -67,6 +79,27 @@ def diverging_cmap():
     from matplotlib.colors import LinearSegmentedColormap
 
     return LinearSegmentedColormap.from_list("okabe_div", DIVERGING)
+
+
+def source_colour(source: str) -> str:
+    """Colour of an activation source (black for anything else)."""
+    return SOURCE_COLOURS.get(source, NAMED["black"])
+
+
+def panels(n: int, *, width: float = 4.0, height: float = 3.2, ncols: int | None = None,
+           **kwargs):
+    """A figure of ``n`` equally sized panels in one row (or ``ncols`` per row); returns
+    ``(fig, flat list of n axes)`` with any unused axes hidden."""
+    import matplotlib.pyplot as plt
+
+    ncols = min(n, ncols or n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows),
+                             squeeze=False, **kwargs)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
 
 
 def apply_style() -> None:

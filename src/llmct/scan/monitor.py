@@ -88,9 +88,9 @@ def library_from_scenario(model, tokenizer, scenario, layers: list[int] | None =
     layers = layers or sorted({int(round(x)) for x in np.linspace(n // 2, n - 1, 6)})
     kw = dict(sources=["hidden_in"], layers=layers, position=scenario.capture.position)
     refs = single_message_states(model, tokenizer, [r.text for r in scenario.references.values()],
-                                 scenario.system_prompt, **kw)[0]
+                                 scenario.system_prompt, **kw)[0][0]
     texts = scenario.baseline or [r.text for r in scenario.references.values()]
-    base = single_message_states(model, tokenizer, texts, scenario.system_prompt, **kw)[0].mean(0)
+    base = single_message_states(model, tokenizer, texts, scenario.system_prompt, **kw)[0][0].mean(0)
     return ReferenceLibrary(list(scenario.references), layers, "hidden_in",
                             torch.from_numpy(refs), torch.from_numpy(base),
                             {"model_fingerprint": model_fingerprint(model)})

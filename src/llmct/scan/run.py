@@ -12,7 +12,7 @@ import pandas as pd
 from .. import __version__
 from ..capture import context_length, resolve_layers
 from ..chat import render_chat
-from ..errors import CaptureError, LLMCTError, ModelLoadError
+from ..errors import CaptureError, ModelLoadError
 from ..generation import generate_reply
 from ..lens import top_tokens
 from ..models import load_model, model_fingerprint, model_slug
@@ -107,18 +107,19 @@ def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Pa
     labels = list(scenario.references)
     system = scenario.system_prompt
     with timer("references"):
-        refs = single_message_states(model, tokenizer, [r.text for r in scenario.references.values()],
+        refs, ref_tokens = single_message_states(model, tokenizer, [r.text for r in scenario.references.values()],
                                      system, sources=sources, layers=layers, position=position)
         notes = [f"snapshots computed in {'one causal pass' if snaps.mode == 'single_pass' else 'one pass per message prefix (the chat template lacks the prefix property)'}",
                  f"read-out position: {position}; references rendered with the conversation's "
                  f"system prompt ({'yes' if system else 'none'}) and template"]
         if scenario.baseline:
-            base = single_message_states(model, tokenizer, scenario.baseline, system,
-                                         sources=sources, layers=layers, position=position)
+            base, base_tokens = single_message_states(model, tokenizer, scenario.baseline, system,
+                                                      sources=sources, layers=layers,
+                                                      position=position)
             centre = base.mean(1)  # [src, L, D]
             notes.append(f"centred cosine uses the mean of {len(scenario.baseline)} neutral baseline messages")
         else:
-            base = None
+            base, base_tokens = None, 0
             centre = refs.mean(1)
             notes.append("no baseline messages: centred cosine uses the mean of the references")
 
@@ -155,10 +156,7 @@ def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Pa
                       "emotion": msg["emotion"], "generated": msg["generated"],
                       "n_tokens": snaps.n_tokens[i]} for i, msg in enumerate(messages)],
         "references": [{"label": k, **r.model_dump()} for k, r in scenario.references.items()],
-        "tokens_processed": snaps.tokens_processed + int(sum(
-            len(render_chat(tokenizer, ([{"role": "system", "content": system}] if system else [])
-                            + [{"role": "user", "content": t}]).input_ids)
-            for t in [r.text for r in scenario.references.values()] + scenario.baseline)),
+        "tokens_processed": snaps.tokens_processed + ref_tokens + base_tokens,
         "timings": timer, "versions": {k: manifest[k] for k in manifest if k.endswith("version")},
         "llmct_version": __version__, "created": manifest["created"],
     }
@@ -246,11 +244,8 @@ def _save_library(path, m, ref_arr, centre, labels, sources, layers, roles, prov
 
 def run_scan_cli(args) -> int:
     scenario = load_scenario(args.scenario)
-    try:
-        out = run_scan(scenario, model_name=args.model, out=args.out, overwrite=args.overwrite,
-                       save_library_to=args.save_library, report=not args.no_report)
-    except LLMCTError:
-        raise
+    out = run_scan(scenario, model_name=args.model, out=args.out, overwrite=args.overwrite,
+                   save_library_to=args.save_library, report=not args.no_report)
     print(f"scan written to {out}")
     for f in json.loads((out / "findings.json").read_text()):
         print(f"  [{f['verdict']:>14}] {f['title']}: {f['value']} ({f['ci_low']}, {f['ci_high']}) {f['unit']}")

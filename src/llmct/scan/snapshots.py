@@ -57,15 +57,16 @@ def conversation_snapshots(model, tokenizer, messages: list[dict], *, sources, l
 
 
 def single_message_states(model, tokenizer, texts: list[str], system_prompt: str | None, *,
-                          sources, layers, position: str, batch_size: int = 8) -> np.ndarray:
+                          sources, layers, position: str, batch_size: int = 8
+                          ) -> tuple[np.ndarray, int]:
     """States of standalone user messages (references, baseline) rendered like the conversation:
     the same template and the same system prompt, read at the same position rule.
 
-    Returns ``[len(sources), len(texts), n_layers, d]``.
+    Returns ``[len(sources), len(texts), n_layers, d]`` and the number of tokens processed.
     """
     prefix = [{"role": "system", "content": system_prompt}] if system_prompt else []
     renders = [render_chat(tokenizer, [*prefix, {"role": "user", "content": t}]) for t in texts]
     spec = [[readout(r.spans[-1], position)] for r in renders]
     cap = capture(model, tokenizer, [r.input_ids for r in renders], sources=sources,
                   layers=layers, position=spec, batch_size=batch_size)
-    return np.stack([cap[s] for s in sources])
+    return np.stack([cap[s] for s in sources]), int(sum(len(r.input_ids) for r in renders))

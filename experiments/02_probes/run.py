@@ -1,0 +1,63 @@
+"""02 - Where can the 8 emotions be linearly decoded? Per-layer probes with controls.
+
+For every layer and source (block output h, attention output a, MLP output m) a standardised
+logistic-regression probe is scored by 5-fold macro one-vs-rest AUROC within Set A and within
+Set B, and by transfer A->B (and B->A). Controls on the same folds: shuffled labels, the layer-0
+baseline, and a text-only TF-IDF baseline (the keyword-spotting test). Reads 01's activations,
+extracting whatever is missing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from llmct import probes
+from llmct.runs import (
+    Outputs,
+    add_probe_args,
+    experiment_parser,
+    get_activations,
+    get_stimuli,
+    out_dir_for,
+    panel_name,
+    plot_layer_panels,
+    run_probe_suite,
+)
+
+EXP_DIR = Path(__file__).resolve().parent
+RESULTS = ("probe_results.csv", "probe_summary.csv", "probe_auroc_by_layer.png",
+           "probe_auroc_by_layer.svg")
+
+
+def main(argv=None) -> int:
+    parser = add_probe_args(experiment_parser(__doc__.splitlines()[0], sets=("set_a", "set_b")))
+    args = parser.parse_args(argv)
+    stimuli = get_stimuli(args)
+    out = Outputs(out_dir_for(EXP_DIR, args), args.overwrite)
+    if not args.shard:
+        out.claim(RESULTS)
+    ext = get_activations(EXP_DIR, args, stimuli)
+    if ext is None:
+        return 0
+    results = run_probe_suite(ext, stimuli, args)
+    summary = probes.summarise(results, ext.n_layers)
+    summary.insert(0, "model", args.model)
+    out.csv("probe_results.csv", results)
+    out.csv("probe_summary.csv", summary)
+
+    frame = results.assign(panel=panel_name(results))
+    markers = {(p, s): int(r) for p, s, r in zip(panel_name(summary), summary.source,
+                                                  summary.first_within_layer, strict=True)}
+    fig = plot_layer_panels(frame, panel="panel", title=f"{args.model}: emotion probes "
+                            f"({ext.manifest['prompt']} prompt); dot = first layer within 0.005 "
+                            "of max", ylim=(0.3, 1.02), hline=0.5, markers=markers)
+    out.figure(fig, "probe_auroc_by_layer")
+    cols = ["train_set", "test_set", "source", "max_auroc", "argmax_layer", "first_within_layer",
+            "first_within_depth", "layer0_auroc", "shuffled_mean", "text_tfidf_auroc"]
+    print(summary[cols].round(3).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

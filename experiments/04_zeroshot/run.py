@@ -1,0 +1,81 @@
+"""04 - Does the emotion signal depend on the few-shot prompt? Zero-shot vs few-shot probes.
+
+The probe battery of 02 (within Set A, within Set B, A->B and B->A; shuffled-label and text-only
+controls) is run on activations read out under the zero-shot prompt (the same instruction
+without the two worked examples) and under the few-shot prompt, and compared layer by layer.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from llmct import probes
+from llmct.runs import (
+    Outputs,
+    add_probe_args,
+    experiment_parser,
+    get_activations,
+    get_stimuli,
+    out_dir_for,
+    panel_name,
+    plot_layer_panels,
+    run_probe_suite,
+)
+
+EXP_DIR = Path(__file__).resolve().parent
+RESULTS = ("zeroshot_results.csv", "zeroshot_summary.csv", "zeroshot_vs_fewshot.csv",
+           "zeroshot_vs_fewshot.png", "zeroshot_vs_fewshot.svg", "zeroshot_minus_fewshot.png",
+           "zeroshot_minus_fewshot.svg")
+KEYS = ["model", "train_set", "test_set", "source", "layer", "depth", "control"]
+
+
+def main(argv=None) -> int:
+    parser = add_probe_args(experiment_parser(__doc__.splitlines()[0], sets=("set_a", "set_b"),
+                                              prompt="zeroshot"))
+    parser.add_argument("--baseline-prompt", default="fewshot")
+    args = parser.parse_args(argv)
+    stimuli = get_stimuli(args)
+    out = Outputs(out_dir_for(EXP_DIR, args), args.overwrite)
+    if not args.shard:
+        out.claim(RESULTS)
+    prompts = [args.prompt, args.baseline_prompt]
+    exts = [get_activations(EXP_DIR, args, stimuli, prompt=p) for p in prompts]
+    if any(e is None for e in exts):
+        return 0
+
+    results = pd.concat([run_probe_suite(e, stimuli, args) for e in exts], ignore_index=True)
+    summary = pd.concat([probes.summarise(results[results.prompt == p], e.n_layers)
+                         .assign(prompt=p) for p, e in zip(prompts, exts, strict=True)])
+    summary.insert(0, "model", args.model)
+    wide = results.pivot_table(index=KEYS, columns="prompt", values="auroc", dropna=False)
+    wide = wide.reset_index().dropna(subset=prompts)
+    wide = wide.rename(columns={p: f"auroc_{p}" for p in prompts})
+    wide["difference"] = wide[f"auroc_{prompts[0]}"] - wide[f"auroc_{prompts[1]}"]
+    out.csv("zeroshot_results.csv", results)
+    out.csv("zeroshot_summary.csv", summary)
+    out.csv("zeroshot_vs_fewshot.csv", wide)
+
+    curves = results[results.control.isin(["none"])]
+    text = results[(results.control == "text_tfidf") & (results.prompt == prompts[0])]
+    frame = pd.concat([curves, text]).assign(style=lambda f: f.prompt.where(f.layer >= 0,
+                                                                            "text-only TF-IDF"))
+    fig = plot_layer_panels(frame.assign(panel=panel_name(frame)), panel="panel", style="style",
+                            title=f"{args.model}: emotion probes, {prompts[0]} (solid) vs "
+                            f"{prompts[1]} (dotted)", ylim=(0.3, 1.02), hline=0.5)
+    out.figure(fig, "zeroshot_vs_fewshot")
+    diff = wide[wide.control == "none"]
+    fig = plot_layer_panels(diff.assign(panel=panel_name(diff)), panel="panel", y="difference",
+                            ylabel=f"AUROC {prompts[0]} - {prompts[1]}",
+                            title=f"{args.model}: per-layer difference", hline=0.0)
+    out.figure(fig, "zeroshot_minus_fewshot")
+    cols = ["prompt", "train_set", "test_set", "source", "max_auroc", "first_within_layer",
+            "layer0_auroc", "shuffled_mean", "text_tfidf_auroc"]
+    print(summary[cols].round(3).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

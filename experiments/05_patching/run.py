@@ -1,0 +1,279 @@
+"""05 - Activation patching: does copying a stimulus's activation carry its emotion into another?
+
+For ordered pairs (source, target) of exemplars with different emotions, the source's block
+output h, attention output a or MLP output m at the read-out token (the ':' of the few-shot
+prompt's final "Emotion:") overwrites the target's at one layer, at 8 depths spanning the network
+(layer 0 to the last). A patch succeeds when the target's greedy next token names the *source's*
+emotion (stimuli/emotion_words.json); we also record the shift of probability mass toward the
+source's emotion words. Pairings: within Set A, within Set B, and A -> B (A source, B target).
+Controls on the same pairs: the unpatched target, a random vector with the source vector's norm,
+the mean activation over all stimuli, and a source of the target's own emotion (same-emotion).
+Bootstrap CIs over pairs; patch vs random as a paired bootstrap difference.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from llmct import interventions as iv
+from llmct.capture import resolve_layers
+from llmct.errors import LLMCTError
+from llmct.models import load_model
+from llmct.prompts import build_inputs
+from llmct.runs import (
+    OKABE_ITO,
+    Outputs,
+    experiment_parser,
+    get_activations,
+    get_stimuli,
+    out_dir_for,
+    pyplot,
+)
+from llmct.stats import bootstrap_ci
+
+EXP_DIR = Path(__file__).resolve().parent
+RESULTS = ("patching_pairs.csv.gz", "patching_summary.csv", "patching_vs_random.csv",
+           "patching_success.png", "patching_success.svg")
+CONDITIONS = ("patch", "random", "mean", "same_emotion", "unpatched")
+SHORT = {"hidden_out": "h", "attn_out": "a", "mlp_out": "m"}
+
+
+def add_causal_args(parser):
+    """Patching options (--layers, shared with the extraction, picks the layers patched;
+    default: 8 evenly spaced layers from the first to the last)."""
+    parser.add_argument("--emotion-words", default=None, metavar="PATH.json",
+                        help="answer words per emotion (default: stimuli/emotion_words.json)")
+    parser.add_argument("--n-boot", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--target-batch", type=int, default=32,
+                        help="targets per cached forward (the read-out token is re-run per patch)")
+    parser.add_argument("--copies", type=int, default=4,
+                        help="patches per target sharing one forward (copies of the cache)")
+    return parser
+
+
+def exemplars(stimuli, set_name: str, emotions, k: int) -> list:
+    """The first ``k`` items (file order) of each emotion in ``set_name``."""
+    out = []
+    for emo in emotions:
+        out += [s for s in stimuli if s.set == set_name and s.label == emo][:k]
+    return out
+
+
+def run_pairing(model, scorer, cache, clean, targets, sources, src_acts, mean_acts, *, pairing,
+                layers, patch_sources, within, seed):
+    """Every ordered (target, source) pair under each condition; one row per pair."""
+    n_t, n_s = len(targets), len(sources)
+    t_lab = np.array([s.label for s in targets])
+    s_lab = np.array([s.label for s in sources])
+    col = {e: j for j, e in enumerate(scorer.emotions)}
+    clean_ans = scorer.answers(clean.logits)  # clean: [n_t, V] (first copy)
+    clean_mass = scorer.mass(clean.logits)
+    rows = []
+
+    def record(cond, source, layer, ti, si, logits):
+        ans = scorer.answers(logits)
+        mass = scorer.mass(logits)
+        for r, (t, s) in enumerate(zip(ti, si, strict=True)):
+            if within and targets[t].id == sources[s].id:
+                continue
+            same = t_lab[t] == s_lab[s]
+            condition = "same_emotion" if cond == "patch" and same else cond
+            if condition not in ("same_emotion",) and same:
+                continue  # controls are scored on different-emotion pairs only
+            e = col[s_lab[s]]
+            rows.append({"pairing": pairing, "source": source, "layer": layer,
+                         "condition": condition, "target_id": targets[t].id,
+                         "source_id": sources[s].id, "target_label": t_lab[t],
+                         "source_label": s_lab[s], "target_clean_answer": clean_ans[t],
+                         "answer": ans[r],
+                         "token": scorer.tokenizer.decode([int(logits[r].argmax())]),
+                         "success": int(ans[r] == s_lab[s]),
+                         "mass_source": float(mass[r, e]),
+                         "mass_shift": float(mass[r, e] - clean_mass[t, e])})
+
+    everyone = np.arange(n_t)
+    for s in range(n_s):  # the unpatched target scored against every source's emotion
+        record("unpatched", "none", -1, everyone, np.full(n_t, s), clean.logits)
+    copies = cache.copies
+    for source in patch_sources:
+        for j, layer in layers:
+            # every job patches all targets; `copies` jobs share one cached forward
+            jobs = [("mean", everyone * 0, np.tile(mean_acts[source][j], (n_t, 1)))]
+            for r in range(n_s):
+                if within and r == 0:
+                    continue  # a stimulus patched with itself
+                si = (everyone + r) % n_s
+                vecs = src_acts[source][si, j]
+                rand = iv.random_like_norm(vecs, seed=seed + 7919 * r + 104729 * layer)
+                jobs += [("patch", si, vecs), ("random", si, rand)]
+            for k in range(0, len(jobs), copies):
+                chunk = jobs[k: k + copies]
+                vals = np.concatenate([v for _, _, v in chunk] + [chunk[0][2]] * (
+                    copies - len(chunk)))
+                logits = cache.run(lambda rows, v=vals, s=source, la=layer: iv.patch(
+                    model, s, la, v[rows], positions="last")).logits
+                for c, (cond, si, _) in enumerate(chunk):
+                    part = logits[c * n_t:(c + 1) * n_t]
+                    if cond == "mean":  # one vector for all: scored against every source
+                        for s in range(n_s):
+                            record("mean", source, layer, everyone, np.full(n_t, s), part)
+                    else:
+                        record(cond, source, layer, everyone, si, part)
+    return rows
+
+
+def summarise(pairs: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
+    rows = []
+    keys = ["pairing", "source", "layer", "condition"]
+    for key, grp in pairs.groupby(keys, sort=False):
+        succ = bootstrap_ci(grp.success.to_numpy(float), n_boot=n_boot, seed=seed)
+        shift = bootstrap_ci(grp.mass_shift.to_numpy(float), n_boot=n_boot, seed=seed)
+        rows.append({**dict(zip(keys, key, strict=True)), "n_pairs": len(grp),
+                     "success": succ.estimate, "success_lo": succ.lo, "success_hi": succ.hi,
+                     "mass_shift": shift.estimate, "mass_shift_lo": shift.lo,
+                     "mass_shift_hi": shift.hi, "mass_source": grp.mass_source.mean()})
+    return pd.DataFrame(rows)
+
+
+def versus_random(pairs: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
+    """Paired (same target, source, layer) difference patch - random, bootstrap over pairs."""
+    keys = ["pairing", "source", "layer", "target_id", "source_id"]
+    wide = pairs[pairs.condition.isin(["patch", "random"])].pivot_table(
+        index=keys, columns="condition", values=["success", "mass_shift"]).dropna()
+    rows = []
+    for key, grp in wide.groupby(level=[0, 1, 2], sort=False):
+        d_s = (grp["success"]["patch"] - grp["success"]["random"]).to_numpy(float)
+        d_m = (grp["mass_shift"]["patch"] - grp["mass_shift"]["random"]).to_numpy(float)
+        s, m = bootstrap_ci(d_s, n_boot=n_boot, seed=seed), bootstrap_ci(d_m, n_boot=n_boot, seed=seed)
+        rows.append({"pairing": key[0], "source": key[1], "layer": key[2], "n_pairs": len(grp),
+                     "success_patch": grp["success"]["patch"].mean(),
+                     "success_random": grp["success"]["random"].mean(),
+                     "success_diff": s.estimate, "success_diff_lo": s.lo, "success_diff_hi": s.hi,
+                     "mass_shift_diff": m.estimate, "mass_shift_diff_lo": m.lo,
+                     "mass_shift_diff_hi": m.hi,
+                     "beats_random": bool(s.lo > 0),
+                     "verdict": "beats random" if s.lo > 0 else (
+                         "worse than random" if s.hi < 0 else "no better than random")})
+    return pd.DataFrame(rows)
+
+
+def plot(summary: pd.DataFrame, layers: list[int], title: str):
+    plt = pyplot()
+    pairings = list(dict.fromkeys(summary.pairing))
+    conds = ["patch", "same_emotion", "random", "mean"]
+    fig, axes = plt.subplots(1, len(pairings), figsize=(1.0 + 0.55 * len(layers) * len(pairings),
+                                                         4.6), squeeze=False)
+    for ax, pairing in zip(axes[0], pairings, strict=True):
+        sub = summary[(summary.pairing == pairing) & (summary.layer >= 0)]
+        labels, grid = [], []
+        for source in dict.fromkeys(sub.source):
+            for cond in conds:
+                g = sub[(sub.source == source) & (sub.condition == cond)].set_index("layer")
+                if len(g):
+                    labels.append(f"{SHORT.get(source, source)} {cond}")
+                    grid.append([g.success.get(la, np.nan) for la in layers])
+        base = summary[(summary.pairing == pairing) & (summary.condition == "unpatched")]
+        if len(base):
+            labels.append("unpatched")
+            grid.append([float(base.success.iloc[0])] * len(layers))
+        grid = np.array(grid, dtype=float)
+        im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        for (r, c), v in np.ndenumerate(grid):
+            if np.isfinite(v):
+                ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=6,
+                        color=OKABE_ITO["black"] if v > 0.6 else "white")
+        ax.set_xticks(range(len(layers)), [str(la) for la in layers], fontsize=7)
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.set_xlabel("layer patched")
+        ax.set_title(pairing, fontsize=9)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="success (greedy token names source)")
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def main(argv=None) -> int:
+    parser = add_causal_args(experiment_parser(__doc__.splitlines()[0], sets=("set_a", "set_b")))
+    parser.add_argument("--exemplars", type=int, default=2,
+                        help="items per emotion and set used as sources and targets (file order)")
+    parser.add_argument("--pairings", nargs="+", default=["set_a:set_a", "set_b:set_b",
+                                                          "set_a:set_b"], metavar="SOURCE:TARGET")
+    parser.add_argument("--patch-sources", nargs="+", default=list(SHORT), choices=list(SHORT))
+    args = parser.parse_args(argv)
+    stimuli = get_stimuli(args)
+    out = Outputs(out_dir_for(EXP_DIR, args), args.overwrite)
+    out.claim(RESULTS)
+    missing = set(args.patch_sources) - set(args.sources)
+    if missing:
+        raise LLMCTError(f"--patch-sources {sorted(missing)} are not among --sources")
+    ext = get_activations(EXP_DIR, args, stimuli)
+    if ext is None:
+        return 0
+    layers = resolve_layers(args.layers if args.layers else iv.spaced_layers(ext.n_layers),
+                            ext.n_layers)
+    if not set(layers) <= set(ext.layers):
+        raise LLMCTError(f"layers {sorted(set(layers) - set(ext.layers))} were not extracted")
+    lj = [(ext.layers.index(la), la) for la in layers]  # (index in the extraction, layer)
+    model, tok = load_model(args.model, dtype=args.dtype, device=args.device)
+    scorer = iv.AnswerWords.load(args.emotion_words).bind(tok)
+    mean_acts = {s: ext.acts[s].mean(axis=0) for s in args.patch_sources}  # over all stimuli
+
+    chosen = {name: exemplars(stimuli, name, scorer.emotions, args.exemplars)
+              for p in args.pairings for name in p.split(":")}
+    caches, cleans = {}, {}
+    for name, items in chosen.items():
+        if len({s.label for s in items}) < 2:
+            print(f"skipping {name}: fewer than 2 emotions with answer words")
+            continue
+        inputs, position = build_inputs(tok, [s.text for s in items], args.prompt)
+        if position != "last":
+            raise LLMCTError(f"prompt {args.prompt!r} does not read out at the last token")
+        caches[name] = iv.PrefixCache(model, tok, inputs, batch_size=args.target_batch,
+                                      copies=args.copies)
+        clean = caches[name].run()
+        cleans[name] = iv.Readout(clean.logits[: len(items)])
+
+    rows = []
+    for pairing in args.pairings:
+        src_set, tgt_set = pairing.split(":")
+        if src_set not in caches or tgt_set not in caches:
+            continue
+        sources = chosen[src_set]
+        sub = ext.subset([s.id for s in sources])
+        name = f"within {src_set}" if src_set == tgt_set else f"{src_set} -> {tgt_set}"
+        print(f"[05] {name}: {len(chosen[tgt_set])} targets x {len(sources)} sources, "
+              f"{len(layers)} layers, {len(args.patch_sources)} sources", flush=True)
+        rows += run_pairing(model, scorer, caches[tgt_set], cleans[tgt_set], chosen[tgt_set],
+                            sources, {s: sub.acts[s] for s in args.patch_sources}, mean_acts,
+                            pairing=name, layers=lj, patch_sources=args.patch_sources,
+                            within=src_set == tgt_set, seed=args.seed)
+        src_ok = np.mean([a == s.label for a, s in zip(
+            scorer.answers(cleans[src_set].logits), sources, strict=True)])
+        print(f"[05] {name}: sources answered correctly when unpatched: {src_ok:.2f}")
+    if not rows:
+        raise LLMCTError("no pairing has two emotions in both sets: nothing to patch")
+    pairs = pd.DataFrame(rows)
+    pairs.insert(0, "model", args.model)
+    summary = summarise(pairs, args.n_boot, args.seed)
+    vs = versus_random(pairs, args.n_boot, args.seed)
+    out.csv("patching_pairs.csv.gz", pairs)
+    out.csv("patching_summary.csv", summary)
+    out.csv("patching_vs_random.csv", vs)
+    fig = plot(summary, layers, f"{args.model}: activation patching at the read-out token "
+               f"({args.exemplars} exemplar(s)/emotion; success = greedy token names the source's "
+               "emotion)")
+    out.figure(fig, "patching_success")
+    show = summary[summary.condition.isin(["patch", "random", "same_emotion", "mean"])]
+    best = show[show.condition == "patch"].sort_values("success").groupby("pairing").tail(1)
+    print(best[["pairing", "source", "layer", "n_pairs", "success", "success_lo",
+                "success_hi"]].round(3).to_string(index=False))
+    print(vs.groupby(["pairing", "verdict"]).size().to_string())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

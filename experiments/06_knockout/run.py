@@ -1,0 +1,250 @@
+"""06 - Knockout: which layers' attention or MLP output does the emotion answer depend on?
+
+At every layer, the attention output a or the MLP output m is ablated at the read-out token (the
+':' of the few-shot prompt's final "Emotion:") by zeroing, by the mean read-out activation over
+all stimuli, or by Gaussian noise with the ablated vector's norm; a smaller variant ablates every
+token at a few layers. Scored against the gold labels, not only against the clean output: the
+accuracy of the model's answer (greedy next token mapped to an emotion by
+stimuli/emotion_words.json) before/after, the accuracy of a downstream probe (fitted on clean
+last-layer read-out activations, cross-fitted over 5 folds, applied to the ablated activations),
+and the changed-top-token rate. A layer is critical where a drop is >= 0.20; bootstrap CIs over
+stimuli (paired: clean and ablated answers of the same items).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from llmct import interventions as iv
+from llmct import probes
+from llmct.capture import resolve_layers
+from llmct.errors import LLMCTError
+from llmct.extract import limit_stimuli
+from llmct.models import load_model
+from llmct.prompts import build_inputs
+from llmct.runs import (
+    OKABE_ITO,
+    SOURCE_COLOURS,
+    Outputs,
+    experiment_parser,
+    get_activations,
+    get_stimuli,
+    out_dir_for,
+    pyplot,
+)
+from llmct.stats import bootstrap_ci
+
+EXP_DIR = Path(__file__).resolve().parent
+RESULTS = ("knockout_items.csv.gz", "knockout_summary.csv", "knockout_critical.csv",
+           "knockout_by_layer.png", "knockout_by_layer.svg")
+SOURCES = ("attn_out", "mlp_out")
+CRITICAL = 0.20
+METRICS = {"accuracy": "answer accuracy", "probe_accuracy": "probe accuracy",
+           "changed": "changed top token"}
+
+
+def probe_folds(H: np.ndarray, y: np.ndarray, seed: int) -> list[tuple[np.ndarray, object]]:
+    """``(test rows, probe fitted on the other rows)`` per stratified fold; [] if too few."""
+    k = min(probes.N_SPLITS, int(pd.Series(y).value_counts().min()))
+    if k < 2 or len(set(y)) < 2:
+        return []
+    return [(te, probes.fit_probe(H[tr], y[tr]))
+            for tr, te in probes.make_folds(y, n_splits=k, seed=seed)]
+
+
+def probe_predict(folds, H: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    """Cross-fitted predicted labels for ``rows`` (positions in the set) from ``H [len(rows), D]``."""
+    pred = np.full(n, None, dtype=object)
+    where = {int(r): k for k, r in enumerate(rows)}
+    for te, probe in folds:
+        take = [t for t in te if int(t) in where]
+        if take:
+            proba = probe.predict_proba(H[[where[int(t)] for t in take]])
+            pred[take] = probe.classes[proba.argmax(1)]
+    return pred[rows]
+
+
+def item_rows(meta: dict, items, labels, clean, ablated, scorer, folds, rows_in_set, last):
+    ans_c, ans_a = scorer.answers(clean.logits), scorer.answers(ablated.logits)
+    changed = scorer.greedy(clean.logits) != scorer.greedy(ablated.logits)
+    n = len(labels)
+    if folds:
+        p_c = probe_predict(folds, clean.hidden[last].numpy(), rows_in_set, n)
+        p_a = probe_predict(folds, ablated.hidden[last].numpy(), rows_in_set, n)
+    else:
+        p_c = p_a = np.full(len(items), None, dtype=object)
+    return [{**meta, "id": s.id, "label": s.label, "clean_answer": ans_c[k], "answer": ans_a[k],
+             "correct_clean": int(ans_c[k] == s.label), "correct": int(ans_a[k] == s.label),
+             "changed": int(changed[k]),
+             "probe_correct_clean": np.nan if p_c[k] is None else int(p_c[k] == s.label),
+             "probe_correct": np.nan if p_a[k] is None else int(p_a[k] == s.label)}
+            for k, s in enumerate(items)]
+
+
+def summarise(items: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
+    keys = ["set", "positions", "source", "layer", "mode"]
+    rows = []
+    for key, g in items.groupby(keys, sort=False):
+        acc = bootstrap_ci((g.correct_clean - g.correct).to_numpy(float), n_boot=n_boot, seed=seed)
+        ch = bootstrap_ci(g.changed.to_numpy(float), n_boot=n_boot, seed=seed)
+        pr = g.dropna(subset=["probe_correct"])
+        pdrop = bootstrap_ci((pr.probe_correct_clean - pr.probe_correct).to_numpy(float),
+                             n_boot=n_boot, seed=seed)
+        rows.append({**dict(zip(keys, key, strict=True)), "n_items": len(g),
+                     "accuracy_clean": g.correct_clean.mean(), "accuracy": g.correct.mean(),
+                     "accuracy_drop": acc.estimate, "accuracy_drop_lo": acc.lo,
+                     "accuracy_drop_hi": acc.hi,
+                     "probe_accuracy_clean": pr.probe_correct_clean.mean() if len(pr) else np.nan,
+                     "probe_accuracy": pr.probe_correct.mean() if len(pr) else np.nan,
+                     "probe_drop": pdrop.estimate, "probe_drop_lo": pdrop.lo,
+                     "probe_drop_hi": pdrop.hi,
+                     "changed_rate": ch.estimate, "changed_lo": ch.lo, "changed_hi": ch.hi})
+    out = pd.DataFrame(rows)
+    out["critical_accuracy"] = out.accuracy_drop >= CRITICAL
+    out["critical_probe"] = out.probe_drop >= CRITICAL
+    out["critical_changed"] = out.changed_rate >= CRITICAL  # the original's criterion
+    return out
+
+
+def plot(summary: pd.DataFrame, title: str):
+    plt = pyplot()
+    sets = list(dict.fromkeys(summary.set))
+    fig, axes = plt.subplots(len(sets), 3, figsize=(12, 3.0 * len(sets)), squeeze=False,
+                             sharex=True)
+    dashes = {"zero": "-", "mean": "--", "noise": ":"}
+    cols = [("accuracy", "accuracy_clean", None), ("probe_accuracy", "probe_accuracy_clean", None),
+            ("changed_rate", None, ("changed_lo", "changed_hi"))]
+    for r, name in enumerate(sets):
+        sub = summary[summary.set == name]
+        for c, (y, clean, band) in enumerate(cols):
+            ax = axes[r][c]
+            for (pos, source, mode), g in sub.groupby(["positions", "source", "mode"], sort=False):
+                g = g.sort_values("layer")
+                colour = SOURCE_COLOURS.get(source, OKABE_ITO["black"])
+                if pos == "readout":
+                    ax.plot(g.layer, g[y], color=colour, linestyle=dashes[mode], linewidth=1.2,
+                            label=f"{source} {mode}")
+                    if band:
+                        ax.fill_between(g.layer, g[band[0]], g[band[1]], color=colour, alpha=0.08)
+                else:
+                    ax.scatter(g.layer, g[y], color=colour, marker={"zero": "o", "mean": "s",
+                                                                    "noise": "^"}[mode], s=18,
+                               facecolors="none", label=f"{source} {mode} (all tokens)")
+            if clean:
+                ax.axhline(sub[sub.positions == "readout"][clean].iloc[0],
+                           color=OKABE_ITO["grey"], linewidth=1.0, label="clean")
+            ax.set_title(f"{name}: {METRICS.get(y.replace('_rate', ''), y)}", fontsize=9)
+            ax.set_ylim(-0.02, 1.02)
+            if r == len(sets) - 1:
+                ax.set_xlabel("layer ablated")
+    axes[0][-1].legend(fontsize=5.5, loc="upper right", ncol=2)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def main(argv=None) -> int:
+    parser = experiment_parser(__doc__.splitlines()[0], sets=("set_a", "set_b"))
+    parser.add_argument("--modes", nargs="+", default=list(iv.ABLATIONS), choices=iv.ABLATIONS)
+    parser.add_argument("--all-positions-layers", nargs="*", type=int, default=None,
+                        help="layers of the every-token variant (default: first, middle, last)")
+    parser.add_argument("--all-positions-limit", type=int, default=1, metavar="N",
+                        help="items per (set, emotion) in the every-token variant (full forwards)")
+    parser.add_argument("--emotion-words", default=None, metavar="PATH.json")
+    parser.add_argument("--n-boot", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--target-batch", type=int, default=32)
+    args = parser.parse_args(argv)
+    stimuli = get_stimuli(args)
+    out = Outputs(out_dir_for(EXP_DIR, args), args.overwrite)
+    out.claim(RESULTS)
+    ext = get_activations(EXP_DIR, args, stimuli)
+    if ext is None:
+        return 0
+    missing = set(SOURCES) - set(ext.acts)
+    if missing:
+        raise LLMCTError(f"the extraction lacks {sorted(missing)} (add them to --sources)")
+    n_layers, last = ext.n_layers, ext.n_layers - 1
+    layers = resolve_layers(args.layers if args.layers else "all", n_layers)
+    if args.all_positions_layers is None:
+        all_layers = sorted({0, n_layers // 2, last})
+    else:  # an empty list switches the every-token variant off
+        all_layers = resolve_layers(args.all_positions_layers, n_layers) if (
+            args.all_positions_layers) else []
+    mean_vec = {s: ext.acts[s].mean(axis=0) for s in SOURCES}  # [L_extracted, D], all stimuli
+    lj = {la: ext.layers.index(la) for la in set(layers) | set(all_layers)}
+    if len(lj) != len(set(layers) | set(all_layers)) or not set(lj) <= set(ext.layers):
+        raise LLMCTError("some requested layers were not extracted")
+    model, tok = load_model(args.model, dtype=args.dtype, device=args.device)
+    scorer = iv.AnswerWords.load(args.emotion_words).bind(tok)
+
+    def ablation(source, layer, mode, positions):
+        return lambda items: iv.ablate(model, source, layer, mode, positions=positions,
+                                       mean_vector=mean_vec[source][lj[layer]],
+                                       seed=args.seed + 1000 * layer)
+
+    rows = []
+    for set_name in dict.fromkeys(s.set for s in stimuli):
+        items = [s for s in stimuli if s.set == set_name and s.label in scorer.emotions]
+        if len({s.label for s in items}) < 2:
+            print(f"skipping {set_name}: fewer than 2 emotions")
+            continue
+        inputs, position = build_inputs(tok, [s.text for s in items], args.prompt)
+        if position != "last":
+            raise LLMCTError(f"prompt {args.prompt!r} does not read out at the last token")
+        labels = np.array([s.label for s in items])
+        print(f"[06] {set_name}: {len(items)} items; caching prompts", flush=True)
+        cache = iv.PrefixCache(model, tok, inputs, batch_size=args.target_batch)
+        clean = cache.run(hidden_layers=[last])
+        folds = probe_folds(clean.hidden[last].numpy(), labels, seed=probes.SEED)
+        every = np.arange(len(items))
+        for source in SOURCES:
+            for layer in layers:
+                for mode in args.modes:
+                    abl = cache.run(ablation(source, layer, mode, "last"), hidden_layers=[last])
+                    meta = {"set": set_name, "positions": "readout", "source": source,
+                            "layer": layer, "mode": mode}
+                    rows += item_rows(meta, items, labels, clean, abl, scorer, folds, every, last)
+            print(f"[06] {set_name}: {source} read-out ablations done", flush=True)
+        if all_layers and args.all_positions_limit:
+            keep = {s.id for s in limit_stimuli(items, args.all_positions_limit)}
+            sub = np.array([k for k, s in enumerate(items) if s.id in keep])
+            sub_inputs = [inputs[k] for k in sub]
+            sub_items = [items[k] for k in sub]
+            clean_sub = iv.readout_logits(model, tok, sub_inputs, batch_size=args.batch_size,
+                                          hidden_layers=[last])
+            for source in SOURCES:
+                for layer in all_layers:
+                    for mode in args.modes:
+                        abl = iv.readout_logits(model, tok, sub_inputs,
+                                                ablation(source, layer, mode, "all"),
+                                                batch_size=args.batch_size, hidden_layers=[last])
+                        meta = {"set": set_name, "positions": "all", "source": source,
+                                "layer": layer, "mode": mode}
+                        rows += item_rows(meta, sub_items, labels, clean_sub, abl, scorer, folds,
+                                          sub, last)
+            print(f"[06] {set_name}: every-token variant done ({len(sub)} items)", flush=True)
+    if not rows:
+        raise LLMCTError("no set has two emotions with answer words: nothing to score")
+    table = pd.DataFrame(rows)
+    table.insert(0, "model", args.model)
+    summary = summarise(table, args.n_boot, args.seed)
+    critical = summary[summary.critical_accuracy | summary.critical_probe | summary.critical_changed]
+    out.csv("knockout_items.csv.gz", table)
+    out.csv("knockout_summary.csv", summary)
+    out.csv("knockout_critical.csv", critical)
+    out.figure(plot(summary, f"{args.model}: knockout at the read-out token (lines) and at every "
+                    "token (markers); critical = drop >= 0.20"), "knockout_by_layer")
+    base = summary.groupby("set").first()[["accuracy_clean", "probe_accuracy_clean"]]
+    print(base.round(3).to_string())
+    print(critical[["set", "positions", "source", "layer", "mode", "accuracy_drop",
+                    "probe_drop", "changed_rate"]].round(3).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

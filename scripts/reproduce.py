@@ -1,0 +1,119 @@
+"""Run every numbered experiment (00 ... 12) on one model, in order, with progress and timings.
+
+An experiment whose ``outputs/<model-slug>/`` already holds results is skipped (results are never
+overwritten) unless ``--force``, which passes ``--overwrite``; 12_summary is always recomputed
+(it is a pure function of the other CSVs). Each experiment's output is shown live and kept in
+``outputs/tmp/reproduce/<slug>-<stamp>/NN_name.log`` with a ``timings.csv``. A failed experiment
+is reported and the rest still run (the ones that need its outputs fail fast, naming it).
+
+    uv run --no-sync python scripts/reproduce.py --model default [--force] [--only 02 03]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ROOT / "experiments"
+SUMMARY = "12_summary"
+# Extra arguments per experiment (none needed today: every run.py defaults to the paper's setup).
+EXTRA: dict[str, list[str]] = {}
+
+
+def experiments(only: list[str] | None = None) -> list[str]:
+    names = sorted(p.parent.name for p in EXPERIMENTS.glob("[0-9][0-9]_*/run.py"))
+    if only:
+        names = [n for n in names if any(n == o or n.startswith(f"{o}_") for o in only)]
+    return names
+
+
+def has_results(folder: Path) -> bool:
+    """True when ``folder`` holds result files (an activations/ sub-folder alone does not count)."""
+    return folder.is_dir() and any(p.name != "activations" for p in folder.iterdir())
+
+
+def command(name: str, model: str, force: bool) -> list[str]:
+    cmd = [sys.executable, str(EXPERIMENTS / name / "run.py")]
+    if name == SUMMARY:
+        return [*cmd, "--overwrite"]
+    cmd += ["--model", model, *EXTRA.get(name, [])]
+    return [*cmd, "--overwrite"] if force else cmd
+
+
+def run_logged(cmd: list[str], log: Path) -> int:
+    """Run ``cmd`` from the repository root, echoing its output and writing it to ``log``."""
+    with open(log, "w") as fh:
+        fh.write("$ " + " ".join(cmd) + "\n")
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, bufsize=1)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write("    " + line)
+            fh.write(line)
+        return proc.wait()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="default", help="'default' or a HF id / local path")
+    ap.add_argument("--force", action="store_true",
+                    help="re-run experiments that already have results (passes --overwrite)")
+    ap.add_argument("--only", nargs="*", default=None, metavar="NN",
+                    help="only these experiments (e.g. 00 02 or 02_probes)")
+    ap.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    args = ap.parse_args(argv)
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from llmct.models import model_slug
+
+    slug = model_slug(args.model)
+    names = experiments(args.only)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    logs = ROOT / "outputs" / "tmp" / "reproduce" / f"{slug}-{stamp}"
+    rows, t_all = [], time.perf_counter()
+    print(f"reproduce: {len(names)} experiments on {args.model} (outputs/<{slug}>); logs in "
+          f"{logs.relative_to(ROOT)}")
+    for k, name in enumerate(names, 1):
+        head = f"[{k}/{len(names)}] {name}"
+        out = EXPERIMENTS / name / "outputs" / slug
+        if name != SUMMARY and not args.force and has_results(out):
+            print(f"{head}: already has results in {out.relative_to(ROOT)}; skipped "
+                  "(--force / FORCE=1 re-runs it)", flush=True)
+            rows.append((name, "skipped", 0.0))
+            continue
+        cmd = command(name, args.model, args.force)
+        if args.dry_run:
+            print(f"{head}: would run {' '.join(cmd)}")
+            rows.append((name, "planned", 0.0))
+            continue
+        logs.mkdir(parents=True, exist_ok=True)
+        elapsed = time.perf_counter() - t_all
+        print(f"{head}: running ({elapsed / 60:.1f} min so far)", flush=True)
+        t0 = time.perf_counter()
+        rc = run_logged(cmd, logs / f"{name}.log")
+        secs = time.perf_counter() - t0
+        status = "ok" if rc == 0 else f"failed (exit {rc})"
+        print(f"{head}: {status} in {secs / 60:.1f} min", flush=True)
+        rows.append((name, status, secs))
+    print("\nexperiment            status              minutes")
+    for name, status, secs in rows:
+        print(f"{name:<21} {status:<19} {secs / 60:7.1f}")
+    total = time.perf_counter() - t_all
+    print(f"total {total / 60:.1f} min")
+    if not args.dry_run and logs.exists():
+        lines = ["experiment,status,seconds"] + [f"{n},{s},{t:.1f}" for n, s, t in rows]
+        (logs / "timings.csv").write_text("\n".join(lines) + "\n")
+    failed = [n for n, s, _ in rows if s.startswith("failed")]
+    if failed:
+        print(f"failed: {', '.join(failed)} (logs in {logs.relative_to(ROOT)})", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

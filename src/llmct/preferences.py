@@ -1,0 +1,389 @@
+"""Pairwise preferences between activities, read from the answer-label logits, and their ratings.
+
+For a pair (i, j) the model is asked, with its chat template, "Which would you rather do? (A) ...
+(B) ... Answer with A or B." and the choice is the probability of the label tokens at the answer
+position, P(A) / (P(A) + P(B)). Every pair is asked in both orders and the two answers averaged,
+so a pure preference for one label cancels exactly. The soft outcomes are turned into ratings two
+ways: sequential Elo (fixed K, averaged over random match orders, as in the source works) and
+Bradley-Terry maximum likelihood (order-free); both on the Elo scale (400 log10 odds, mean 1500).
+Uncertainty: a bootstrap over pairs, with the same resampled pairs for every condition so that
+differences between conditions are paired.
+
+Forwards are batched with shared prefixes: a prompt's tokens common to a batch (chat template,
+question, option A) are run once and their KV cache reused; the rest is left-padded. Logits equal
+independent forwards (tested); steering hooks (:mod:`llmct.steering`) apply unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .capture import model_device, pad_batch, position_ids_from_mask
+from .chat import render_text
+from .errors import LLMCTError
+from .stats import bootstrap_indices, percentile_ci
+
+PROMPT = "Which would you rather do?\n(A) {a}\n(B) {b}\nAnswer with A or B."
+LABELS = ("A", "B")
+ELO_SCALE = 400.0 / np.log(10.0)  # Elo points per natural-log odds unit
+BASE_RATING = 1500.0
+
+
+# --------------------------------------------------------------------------- asking the model
+
+
+def preference_prompt_ids(tokenizer, a: str, b: str, template: str = PROMPT) -> list[int]:
+    """Token ids of the chat prompt asking for a choice between ``a`` (A) and ``b`` (B)."""
+    messages = [{"role": "user", "content": template.format(a=a, b=b)}]
+    text = render_text(tokenizer, messages, add_generation_prompt=True)
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    return tokenizer(text, add_special_tokens=not has_template)["input_ids"]
+
+
+def label_token_ids(tokenizer, labels: Sequence[str] = LABELS) -> list[list[int]]:
+    """For each label, every single-token spelling of it ("A", " A"); an error if none exists
+    or two labels share a token."""
+    out = []
+    for label in labels:
+        ids = []
+        for variant in (label, " " + label):
+            toks = tokenizer(variant, add_special_tokens=False)["input_ids"]
+            if len(toks) == 1 and toks[0] not in ids:
+                ids.append(toks[0])
+        if not ids:
+            raise LLMCTError(f"label {label!r} is not a single token in this tokenizer")
+        out.append(ids)
+    flat = [t for ids in out for t in ids]
+    if len(set(flat)) != len(flat):
+        raise LLMCTError(f"labels {labels} share token ids {out}")
+    return out
+
+
+def _prefix_len(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the common prefix, leaving at least one token of every sequence to run."""
+    n = min(len(s) for s in seqs) - 1
+    first = seqs[0]
+    for k in range(n):
+        if any(s[k] != first[k] for s in seqs[1:]):
+            return k
+    return max(n, 0)
+
+
+def _extend(model, cache, ids: Sequence[int], past_len: int):
+    """Run ``ids`` (one sequence) after a cache of ``past_len`` tokens; returns the new cache."""
+    device = model_device(model)
+    x = torch.tensor([list(ids)], device=device)
+    mask = torch.ones((1, past_len + len(ids)), dtype=torch.long, device=device)
+    out = model(input_ids=x, attention_mask=mask, position_ids=position_ids_from_mask(mask)[:, past_len:],
+                past_key_values=cache, use_cache=True, logits_to_keep=1)
+    return out.past_key_values
+
+
+def last_token_logits(model, seqs: Sequence[Sequence[int]], groups: Sequence | None = None, *,
+                      batch_size: int = 32, pad_id: int = 0, progress: bool = False
+                      ) -> torch.Tensor:
+    """``[N, vocab]`` float32 next-token logits after each sequence, computed in batches that
+    share prefixes.
+
+    The prefix common to all sequences is run once; each batch (sequences of one ``group`` only,
+    in order of appearance) extends that cache by its own common prefix, repeats it across the
+    batch and runs the left-padded remainders. Equal to independent forwards up to float error.
+    """
+    seqs = [list(s) for s in seqs]
+    if not seqs or min(len(s) for s in seqs) < 1:
+        raise LLMCTError("need at least one non-empty sequence")
+    groups = list(range(len(seqs))) if groups is None else list(groups)
+    if len(groups) != len(seqs):
+        raise LLMCTError(f"{len(groups)} groups for {len(seqs)} sequences")
+    device = model_device(model)
+    batches: list[list[int]] = []
+    for g in dict.fromkeys(groups):
+        rows = [i for i, h in enumerate(groups) if h == g]
+        batches += [rows[k:k + batch_size] for k in range(0, len(rows), batch_size)]
+    out = torch.empty((len(seqs), model.get_output_embeddings().weight.shape[0]))
+    with torch.inference_mode():
+        shared = _prefix_len(seqs)
+        root = _extend(model, None, seqs[0][:shared], 0) if shared else None
+        for rows in tqdm(batches, desc="preferences", disable=not progress, unit="batch"):
+            batch = [seqs[i] for i in rows]
+            common = max(_prefix_len(batch), shared) if len(batch) > 1 else len(batch[0]) - 1
+            cache = copy.deepcopy(root)  # forwards append to a cache in place
+            if common > shared:
+                cache = _extend(model, cache, batch[0][shared:common], shared)
+            if cache is not None and len(batch) > 1:
+                cache.batch_repeat_interleave(len(batch))
+            ids, mask = pad_batch([s[common:] for s in batch], pad_id, "left")
+            full = torch.cat([torch.ones((len(batch), common), dtype=torch.long), mask], dim=1)
+            pos = position_ids_from_mask(full)[:, common:]
+            res = model(input_ids=ids.to(device), attention_mask=full.to(device),
+                        position_ids=pos.to(device), past_key_values=cache, use_cache=cache is not None,
+                        logits_to_keep=1)
+            out[rows] = res.logits[:, -1].float().cpu()
+    return out
+
+
+@dataclass
+class Choices:
+    """The model's answers for ``pairs`` [P, 2] of item indices.
+
+    ``p_a[:, 0]``: P(A) when ``pairs[:, 0]`` is option A; ``p_a[:, 1]``: P(A) when the order is
+    swapped (``pairs[:, 1]`` is A). ``mass``: total probability on the two labels (format check).
+    """
+
+    pairs: np.ndarray
+    p_a: np.ndarray
+    mass: np.ndarray
+
+    @property
+    def scores(self) -> np.ndarray:
+        """Probability that ``pairs[:, 0]`` is chosen, averaged over both orders (bias-free)."""
+        return combine_orders(self.p_a[:, 0], self.p_a[:, 1])
+
+    @property
+    def position_bias(self) -> float:
+        """Mean P(A) - 0.5 over all prompts: the preference for the first-listed option."""
+        return float(self.p_a.mean() - 0.5)
+
+    def frame(self, items: Sequence[str] | None = None) -> pd.DataFrame:
+        names = np.asarray(items, dtype=object) if items is not None else None
+        df = pd.DataFrame({"i": self.pairs[:, 0], "j": self.pairs[:, 1],
+                           "p_a_ij": self.p_a[:, 0], "p_a_ji": self.p_a[:, 1],
+                           "mass_ij": self.mass[:, 0], "mass_ji": self.mass[:, 1],
+                           "p_i": self.scores})
+        if names is not None:
+            df.insert(2, "item_i", names[self.pairs[:, 0]])
+            df.insert(3, "item_j", names[self.pairs[:, 1]])
+        return df
+
+
+def combine_orders(p_a_ij, p_a_ji) -> np.ndarray:
+    """P(i chosen) from P(A) with i first and P(A) with j first: a constant label bias cancels."""
+    return (np.asarray(p_a_ij) + 1.0 - np.asarray(p_a_ji)) / 2.0
+
+
+def ask_preferences(model, tokenizer, items: Sequence[str], pairs, *, template: str = PROMPT,
+                    batch_size: int = 32, progress: bool = False) -> Choices:
+    """Ask the model about every pair in both orders; read P(A) from the label logits."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    label_ids = label_token_ids(tokenizer)
+    seqs, groups = [], []
+    for swap in (0, 1):
+        for i, j in pairs:
+            a, b = (j, i) if swap else (i, j)
+            seqs.append(preference_prompt_ids(tokenizer, items[a], items[b], template))
+            groups.append(int(a))
+    order = np.argsort(groups, kind="stable")  # one option A per batch: longest shared prefixes
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    logits = last_token_logits(model, [seqs[k] for k in order], [groups[k] for k in order],
+                               batch_size=batch_size, pad_id=pad_id, progress=progress)
+    probs = torch.softmax(logits, dim=-1)
+    label_p = torch.stack([probs[:, ids].sum(-1) for ids in label_ids], dim=1).numpy()
+    label_p = label_p[np.argsort(order)].reshape(2, len(pairs), 2)  # [order, pair, label]
+    mass = label_p.sum(-1)
+    p_a = label_p[..., 0] / np.maximum(mass, 1e-30)
+    return Choices(pairs=pairs, p_a=p_a.T.astype(np.float64), mass=mass.T.astype(np.float64))
+
+
+def sample_pairs(n_items: int, per_item: int | None = None, seed: int = 0) -> np.ndarray:
+    """``[P, 2]`` pairs (i < j): all of them, or about ``per_item`` per item (union of seeded
+    random matchings, so every item appears equally often)."""
+    everything = np.array([(i, j) for i in range(n_items) for j in range(i + 1, n_items)])
+    if per_item is None or per_item >= n_items - 1:
+        return everything.reshape(-1, 2)
+    if per_item < 1:
+        raise LLMCTError(f"pairs per item must be >= 1, got {per_item}")
+    rng = np.random.default_rng(seed)
+    chosen: set[tuple[int, int]] = set()
+    for _ in range(per_item):
+        perm = rng.permutation(n_items)
+        for a, b in zip(perm[0::2], perm[1::2], strict=False):
+            chosen.add((int(min(a, b)), int(max(a, b))))
+    return np.array(sorted(chosen), dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- ratings
+
+
+def elo_ratings(pairs, scores, n_items: int, *, k: float = 32.0, n_orders: int = 20,
+                seed: int = 0) -> np.ndarray:
+    """Sequential Elo (start 1500, fixed ``k``) over the matches, averaged over ``n_orders``
+    random match orders. ``scores`` [..., P] are soft outcomes for ``pairs[:, 0]`` (leading
+    axes are independent runs, e.g. conditions, all played in the same orders); returns
+    [..., n_items]."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    scores = np.asarray(scores, dtype=np.float64)
+    lead = scores.shape[:-1]
+    flat = scores.reshape(-1, len(pairs))
+    rng = np.random.default_rng(seed)
+    orders = np.stack([rng.permutation(len(pairs)) for _ in range(n_orders)])
+    runs = np.repeat(flat, n_orders, axis=0)
+    ratings = _elo_runs(pairs, runs, np.tile(orders, (len(flat), 1)), n_items, k)
+    return ratings.reshape(len(flat), n_orders, n_items).mean(1).reshape(*lead, n_items)
+
+
+def _elo_runs(pairs: np.ndarray, scores: np.ndarray, schedule: np.ndarray, n_items: int,
+              k: float) -> np.ndarray:
+    """Independent sequential Elo runs, vectorised over runs: run ``r`` plays the pairs
+    ``schedule[r]`` (indices into ``pairs``, in order) with outcomes ``scores[r]`` [P]."""
+    n_runs = len(schedule)
+    ratings = np.full((n_runs, n_items), BASE_RATING)
+    rows = np.arange(n_runs)
+    for t in range(schedule.shape[1]):
+        m = schedule[:, t]
+        i, j = pairs[m, 0], pairs[m, 1]
+        expected = 1.0 / (1.0 + 10.0 ** ((ratings[rows, j] - ratings[rows, i]) / 400.0))
+        step = k * (scores[rows, m] - expected)
+        ratings[rows, i] += step
+        ratings[rows, j] -= step
+    return ratings
+
+
+def _pair_cells(pairs: np.ndarray, n_items: int) -> np.ndarray:
+    """[P, n*n] one-hot of cell (i, j) of each pair (to scatter pair values into matrices)."""
+    cells = np.zeros((len(pairs), n_items * n_items))
+    cells[np.arange(len(pairs)), pairs[:, 0] * n_items + pairs[:, 1]] = 1.0
+    return cells
+
+
+def bt_ratings(pairs, scores, n_items: int, *, weights=None, prior: float = 0.01,
+               tol: float = 1e-10, max_iter: int = 100) -> np.ndarray:
+    """Bradley-Terry maximum likelihood on soft outcomes (Newton's method on the logistic
+    log-likelihood), on the Elo scale with mean 1500. ``prior``: virtual games, half won,
+    against a fixed reference of strength 0, which keeps ratings finite when an item wins or
+    loses everything (0 for the plain MLE). ``weights`` [..., P]: how often each pair counts
+    (bootstrap multiplicities); leading axes of ``scores``/``weights`` are independent fits.
+    Returns [..., n_items]."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    scores = np.asarray(scores, dtype=np.float64)
+    weights = np.ones_like(scores) if weights is None else np.asarray(weights, dtype=np.float64)
+    scores, weights = np.broadcast_arrays(scores, weights)
+    lead = scores.shape[:-1]
+    s = scores.reshape(-1, len(pairs))
+    w = weights.reshape(-1, len(pairs))
+    cells = _pair_cells(pairs, n_items)
+    shape = (len(s), n_items, n_items)
+    wins = ((w * s) @ cells).reshape(shape)
+    wins = wins + np.swapaxes(((w * (1.0 - s)) @ cells).reshape(shape), 1, 2)
+    games = (w @ cells).reshape(shape)
+    games = games + np.swapaxes(games, 1, 2)
+    theta = np.zeros((len(s), n_items))
+    eye = np.eye(n_items)
+    for _ in range(max_iter):
+        p = 1.0 / (1.0 + np.exp(-(theta[:, :, None] - theta[:, None, :])))
+        p0 = 1.0 / (1.0 + np.exp(-theta))
+        grad = (wins - games * p).sum(-1) + prior * (0.5 - p0)
+        curv = games * p * (1.0 - p)
+        hess = curv - eye * (curv.sum(-1) + prior * p0 * (1.0 - p0))[:, :, None]
+        hess = hess - 1e-9 * eye  # the plain MLE is defined up to a shift: keep H invertible
+        step = np.linalg.solve(hess, grad[..., None])[..., 0]
+        step = np.clip(step, -2.0, 2.0)
+        theta = theta - step
+        if prior == 0:
+            theta -= theta.mean(-1, keepdims=True)
+        if np.max(np.abs(step)) < tol:
+            break
+    ratings = BASE_RATING + ELO_SCALE * (theta - theta.mean(-1, keepdims=True))
+    return ratings.reshape(*lead, n_items)
+
+
+def ratings(method: str, pairs, scores, n_items: int, *, seed: int = 0, elo_k: float = 32.0,
+            elo_orders: int = 20) -> np.ndarray:
+    """:func:`elo_ratings` or :func:`bt_ratings` of [..., P] scores -> [..., n_items]."""
+    if method == "bt":
+        return bt_ratings(pairs, scores, n_items)
+    if method == "elo":
+        return elo_ratings(pairs, scores, n_items, k=elo_k, n_orders=elo_orders, seed=seed)
+    raise LLMCTError(f"unknown rating method {method!r}; use 'elo' or 'bt'")
+
+
+def bootstrap_ratings(method: str, pairs, scores, n_items: int, *, n_boot: int = 500,
+                      seed: int = 0, elo_k: float = 32.0, elo_orders: int = 5,
+                      chunk: int = 50) -> np.ndarray:
+    """``[n_boot, C, n_items]`` ratings with pairs resampled with replacement; ``scores`` [C, P]
+    (conditions share each resample, so differences between conditions are paired). Elo plays
+    each resample in ``elo_orders`` random orders and averages them."""
+    if method not in ("elo", "bt"):
+        raise LLMCTError(f"unknown rating method {method!r}; use 'elo' or 'bt'")
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    n_cond, n_pairs = scores.shape
+    idx = bootstrap_indices(n_pairs, n_boot, seed)
+    out = np.empty((n_boot, n_cond, n_items))
+    if method == "bt":
+        counts = np.stack([np.bincount(r, minlength=n_pairs) for r in idx]).astype(float)
+        for c in range(n_cond):
+            out[:, c] = bt_ratings(pairs, scores[c], n_items, weights=counts)
+        return out
+    rng = np.random.default_rng(seed + 1)
+    for b0 in range(0, n_boot, chunk):
+        boots = idx[b0:b0 + chunk]
+        sched = np.stack([r[rng.permutation(n_pairs)] for r in boots for _ in range(elo_orders)])
+        sched = np.tile(sched, (n_cond, 1)).astype(np.int32)  # [C * boots * orders, P]
+        runs = np.repeat(scores, len(sched) // n_cond, axis=0)
+        r = _elo_runs(pairs, runs, sched, n_items, elo_k)
+        out[b0:b0 + len(boots)] = r.reshape(n_cond, len(boots), elo_orders, n_items
+                                            ).mean(2).transpose(1, 0, 2)
+    return out
+
+
+def group_means(values: np.ndarray, groups: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Mean of ``values`` [..., n_items] within each group (in order of first appearance)."""
+    groups = np.asarray(groups)
+    names = list(dict.fromkeys(groups.tolist()))
+    return names, np.stack([values[..., groups == g].mean(-1) for g in names], axis=-1)
+
+
+def rating_table(pairs, scores: dict[str, np.ndarray], categories: Sequence[str], *,
+                 baseline: str, methods: Sequence[str] = ("elo", "bt"), n_boot: int = 500,
+                 ci: float = 0.95, seed: int = 0, elo_k: float = 32.0, elo_orders: int = 20
+                 ) -> pd.DataFrame:
+    """Category ratings per condition and their change vs ``baseline``, with paired bootstrap CIs
+    over pairs. ``scores``: condition -> [P] soft outcomes; ``categories``: one per item."""
+    if baseline not in scores:
+        raise LLMCTError(f"baseline {baseline!r} is not among the conditions {list(scores)}")
+    names = list(scores)
+    mat = np.stack([np.asarray(scores[c], dtype=float) for c in names])
+    n_items = len(categories)
+    b0 = names.index(baseline)
+    rows = []
+    for method in methods:
+        point = ratings(method, pairs, mat, n_items, seed=seed, elo_k=elo_k, elo_orders=elo_orders)
+        boot = bootstrap_ratings(method, pairs, mat, n_items, n_boot=n_boot, seed=seed,
+                                 elo_k=elo_k)
+        cats, point_c = group_means(point, categories)
+        _, boot_c = group_means(boot, categories)
+        for c, cond in enumerate(names):
+            for g, cat in enumerate(cats):
+                lo, hi = percentile_ci(boot_c[:, c, g], ci)
+                d = boot_c[:, c, g] - boot_c[:, b0, g]
+                dlo, dhi = percentile_ci(d, ci)
+                rows.append(dict(method=method, condition=cond, category=cat,
+                                 rating=point_c[c, g], lo=lo, hi=hi,
+                                 delta=point_c[c, g] - point_c[b0, g], delta_lo=dlo, delta_hi=dhi))
+    return pd.DataFrame(rows)
+
+
+__all__ = [
+    "LABELS",
+    "PROMPT",
+    "Choices",
+    "ask_preferences",
+    "bootstrap_ratings",
+    "bt_ratings",
+    "combine_orders",
+    "elo_ratings",
+    "group_means",
+    "label_token_ids",
+    "last_token_logits",
+    "preference_prompt_ids",
+    "rating_table",
+    "ratings",
+    "sample_pairs",
+]

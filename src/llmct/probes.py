@@ -1,0 +1,404 @@
+"""Per-layer linear probes: cross-validated macro AUROC, transfer, controls, and peak layers.
+
+The protocol of the emotion-circuits paper: ``StratifiedKFold(5, shuffle=True, random_state=42)``,
+a ``StandardScaler`` fitted on the training fold, ``LogisticRegression(C=1, L2, lbfgs)``, and the
+macro one-vs-rest AUROC of the predicted probabilities on the held-out fold, averaged over folds.
+Controls run on the *same folds*: shuffled labels, and a text-only TF-IDF baseline (the direct test
+of the keyword-spotting hypothesis). Two-class problems are the same code (the macro OvR AUROC of
+two classes is the binary AUROC); grouped folds keep e.g. a vignette and its matched control on
+the same side of every split.
+
+Speed without approximation: with fewer training rows than dimensions (here ~150 x 576), the L2
+logistic-regression optimum lies in the row space of the standardised training matrix
+(representer theorem; the intercept is unpenalised). We therefore fit sklearn's own solver on the
+``n x rank`` coordinates ``U S`` of that row space and map the weights back with ``V`` -- the same
+objective, the same optimum, ~4x fewer dimensions. ``tests/test_probes.py`` checks it against the
+plain sklearn pipeline. The sweeps also pin BLAS to one thread: for these small matrices
+OpenBLAS's threading is pure overhead, and on a shared 2-core machine it made a sweep ~100x
+slower (benchmarks/bench_probes.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from threadpoolctl import threadpool_limits
+
+from .stats import auroc, macro_ovr_auroc
+
+N_SPLITS = 5
+SEED = 42
+PEAK_TOL = 0.005
+MAX_ITER = 10_000
+
+Folds = list[tuple[np.ndarray, np.ndarray]]
+
+
+def single_threaded_blas(fn):
+    """Run ``fn`` with BLAS limited to one thread (many small fits: threads only add overhead)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if getattr(_BLAS, "pinned", False):  # already inside a pinned call: no second ~4 ms setup
+            return fn(*args, **kwargs)
+        with threadpool_limits(limits=1, user_api="blas"):
+            _BLAS.pinned = True
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _BLAS.pinned = False
+
+    return wrapper
+
+
+_BLAS = threading.local()
+
+
+def make_folds(y, groups=None, *, n_splits: int = N_SPLITS, seed: int = SEED) -> Folds:
+    """Stratified (and, given ``groups``, grouped) shuffled K folds as ``(train, test)`` indices."""
+    y = np.asarray(y)
+    dummy = np.zeros(len(y))
+    if groups is None:
+        splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        return [(tr, te) for tr, te in splitter.split(dummy, y)]
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return [(tr, te) for tr, te in splitter.split(dummy, y, np.asarray(groups))]
+
+
+@dataclass
+class LinearProbe:
+    """A fitted standardise-then-logistic-regression probe in the original coordinates."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray  # [k or 1, d]
+    intercept: np.ndarray
+    classes: np.ndarray
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        Z = (np.asarray(X, dtype=np.float64) - self.mean) / self.scale
+        return Z @ self.coef.T + self.intercept
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """``[n, k]`` class probabilities, columns in ``classes`` order (as sklearn's)."""
+        logits = self.decision_function(X)
+        if logits.shape[1] == 1:  # binary: sigmoid of one logit
+            p1 = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+            return np.column_stack([1.0 - p1, p1])
+        logits = logits - logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def auroc(self, X: np.ndarray, y) -> float:
+        """Macro one-vs-rest AUROC on ``(X, y)`` (binary AUROC for two classes)."""
+        return score_auroc(y, self.predict_proba(X), self.classes)
+
+
+@single_threaded_blas
+def fit_probe(X: np.ndarray, y, *, C: float = 1.0, max_iter: int = MAX_ITER,
+              tol: float = 1e-4) -> LinearProbe:
+    """StandardScaler + L2 LogisticRegression(lbfgs) fitted on ``(X, y)`` (see module doc)."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    mean = X.mean(axis=0)
+    scale = X.std(axis=0)
+    scale[scale == 0] = 1.0  # as StandardScaler: constant features stay 0
+    Z = (X - mean) / scale
+    basis = None
+    if Z.shape[0] < Z.shape[1]:
+        U, S, Vt = np.linalg.svd(Z, full_matrices=False)
+        keep = S > S[0] * 1e-10 if S.size and S[0] > 0 else np.zeros_like(S, dtype=bool)
+        Z, basis = U[:, keep] * S[keep], Vt[keep]
+        if Z.shape[1] == 0:  # all rows identical after centring: nothing to learn
+            Z, basis = np.zeros((len(y), 1)), np.zeros((1, X.shape[1]))
+    lr = LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter, tol=tol)  # default: L2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        lr.fit(Z, y)
+    coef = lr.coef_ @ basis if basis is not None else lr.coef_
+    return LinearProbe(mean, scale, coef, lr.intercept_.copy(), lr.classes_.copy())
+
+
+def score_auroc(y, proba: np.ndarray, classes) -> float:
+    """Binary AUROC of the positive (second) class, or macro OvR AUROC for more classes."""
+    classes = np.asarray(classes)
+    if len(classes) == 2:
+        return auroc(np.asarray(y) == classes[1], proba[:, 1])
+    return macro_ovr_auroc(y, proba, classes)
+
+
+@single_threaded_blas
+def cv_auroc(X: np.ndarray, y, folds: Folds, *, C: float = 1.0) -> np.ndarray:
+    """Held-out AUROC of each fold (``[n_folds]``)."""
+    y = np.asarray(y)
+    return np.array([fit_probe(X[tr], y[tr], C=C).auroc(X[te], y[te]) for tr, te in folds])
+
+
+def shuffled(y, seed: int = SEED) -> np.ndarray:
+    """A seeded permutation of the labels (the chance-level control)."""
+    return np.random.default_rng(seed).permutation(np.asarray(y))
+
+
+def depth(layer: int, n_layers: int) -> float:
+    """Relative depth ``layer / (n_layers - 1)`` (0 = first block, 1 = last)."""
+    return layer / (n_layers - 1) if n_layers > 1 else 0.0
+
+
+@single_threaded_blas
+def layer_sweep(
+    acts: dict[str, np.ndarray],
+    y,
+    folds: Folds,
+    *,
+    layers: Sequence[int],
+    n_layers: int,
+    control: str = "none",
+    C: float = 1.0,
+) -> pd.DataFrame:
+    """CV AUROC for every source and layer: rows ``source, layer, depth, auroc, auroc_std,
+    n_folds, control``. ``acts[source]`` is ``[n, len(layers), d]``."""
+    rows = []
+    for source, arr in acts.items():
+        for j, layer in enumerate(layers):
+            scores = cv_auroc(arr[:, j], y, folds, C=C)
+            rows.append({"source": source, "layer": int(layer), "depth": depth(layer, n_layers),
+                         "auroc": float(np.mean(scores)), "auroc_std": float(np.std(scores)),
+                         "n_folds": len(folds), "control": control})
+    return pd.DataFrame(rows)
+
+
+@single_threaded_blas
+def transfer_sweep(
+    train: dict[str, np.ndarray],
+    y_train,
+    test: dict[str, np.ndarray],
+    y_test,
+    *,
+    layers: Sequence[int],
+    n_layers: int,
+    control: str = "none",
+    C: float = 1.0,
+) -> pd.DataFrame:
+    """Fit on all of one set, score on all of another, per source and layer (``auroc_std`` NaN)."""
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    rows = []
+    for source in train:
+        for j, layer in enumerate(layers):
+            probe = fit_probe(train[source][:, j], y_train, C=C)
+            rows.append({"source": source, "layer": int(layer), "depth": depth(layer, n_layers),
+                         "auroc": probe.auroc(test[source][:, j], y_test), "auroc_std": np.nan,
+                         "n_folds": 0, "control": control})
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class PeakLayer:
+    """Both peak rules: ``argmax`` (fragile on a plateau) and the first layer within ``tol`` of
+    the maximum (robust: where the curve *reaches* its plateau)."""
+
+    max_auroc: float
+    argmax_layer: int
+    argmax_depth: float
+    first_within_layer: int
+    first_within_depth: float
+    tol: float
+
+
+def peak_layer(aurocs, layers: Sequence[int] | None = None, n_layers: int | None = None,
+               tol: float = PEAK_TOL) -> PeakLayer:
+    """Peak of a per-layer AUROC curve under both rules (see :class:`PeakLayer`)."""
+    a = np.asarray(aurocs, dtype=float)
+    if a.ndim != 1 or a.size == 0 or not np.isfinite(a).any():
+        raise ValueError("peak_layer needs a non-empty 1-D curve with finite values")
+    layers = list(range(len(a))) if layers is None else [int(x) for x in layers]
+    n_layers = n_layers or (max(layers) + 1)
+    best = int(np.nanargmax(a))
+    first = int(np.flatnonzero(a >= a[best] - tol)[0])
+    return PeakLayer(float(a[best]), layers[best], depth(layers[best], n_layers), layers[first],
+                     depth(layers[first], n_layers), tol)
+
+
+def peak_table(results: pd.DataFrame, by: Sequence[str], n_layers: int,
+               tol: float = PEAK_TOL) -> pd.DataFrame:
+    """One :class:`PeakLayer` row per group of a sweep frame (e.g. by train/test set and source)."""
+    rows = []
+    for key, grp in results.groupby(list(by), sort=False):
+        grp = grp.sort_values("layer")
+        pk = peak_layer(grp.auroc.to_numpy(), grp.layer.to_numpy(), n_layers, tol)
+        rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True)),
+                     **pk.__dict__})
+    return pd.DataFrame(rows)
+
+
+# -- text-only baseline ------------------------------------------------------------------------
+
+def _tfidf():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True)
+
+
+def _fit_text(texts: Sequence[str], y, C: float):
+    vec = _tfidf()
+    X = vec.fit_transform(list(texts))
+    lr = LogisticRegression(C=C, solver="lbfgs", max_iter=MAX_ITER).fit(X, np.asarray(y))
+    return vec, lr
+
+
+@single_threaded_blas
+def text_cv_auroc(texts: Sequence[str], y, folds: Folds, *, C: float = 1.0) -> np.ndarray:
+    """TF-IDF (word 1-2 grams, fitted on the training fold) + logistic regression, per fold."""
+    texts, y = np.asarray(list(texts), dtype=object), np.asarray(y)
+    out = []
+    for tr, te in folds:
+        vec, lr = _fit_text(texts[tr], y[tr], C)
+        out.append(score_auroc(y[te], lr.predict_proba(vec.transform(texts[te])), lr.classes_))
+    return np.array(out)
+
+
+def text_transfer_auroc(train_texts, y_train, test_texts, y_test, *, C: float = 1.0) -> float:
+    """TF-IDF baseline fitted on one set and scored on another."""
+    vec, lr = _fit_text(train_texts, y_train, C)
+    return score_auroc(np.asarray(y_test), lr.predict_proba(vec.transform(list(test_texts))),
+                       lr.classes_)
+
+
+def feature_cv_auroc(features: np.ndarray, y, folds: Folds, *, C: float = 1.0) -> np.ndarray:
+    """The same probe on arbitrary low-dimensional features (e.g. token length), per fold."""
+    F = np.asarray(features, dtype=np.float64)
+    F = F[:, None] if F.ndim == 1 else F
+    return cv_auroc(F, y, folds, C=C)
+
+
+# -- the standard battery of experiments 02 and 04 -----------------------------------------------
+
+@single_threaded_blas
+def probe_suite(
+    acts: dict[str, np.ndarray],
+    labels,
+    sets,
+    texts,
+    *,
+    layers: Sequence[int],
+    n_layers: int,
+    transfers: Sequence[tuple[str, str]] = (("set_a", "set_b"),),
+    exclude_labels: Sequence[str] = ("neutral",),
+    min_per_class: int = N_SPLITS,
+    C: float = 1.0,
+) -> pd.DataFrame:
+    """Within-set CV probes for every set, and transfer for each ``(train, test)`` pair, each with
+    its shuffled-label control and its text-only TF-IDF baseline on the same folds.
+
+    Rows: ``train_set, test_set, source, layer, depth, auroc, auroc_std, n_folds, control, n_train,
+    n_test, n_classes``; ``control`` is ``none`` (the probe), ``shuffled`` or ``text_tfidf`` (one
+    row per set, ``source="text"``, ``layer=-1``). Layer 0 of the ``none`` rows is the layer-0
+    baseline. Labels in ``exclude_labels`` and classes with fewer than ``min_per_class`` items are
+    left out (the paper's 8-class problem excludes Set A's neutral items).
+    """
+    labels, sets = np.asarray(labels), np.asarray(sets)
+    texts = np.asarray(list(texts), dtype=object)
+    keep = ~np.isin(labels, list(exclude_labels))
+    frames = []
+
+    def rows_of(name: str) -> np.ndarray:
+        idx = np.flatnonzero(keep & (sets == name))
+        values, counts = np.unique(labels[idx], return_counts=True)
+        return idx[np.isin(labels[idx], values[counts >= min_per_class])]
+
+    def tag(df: pd.DataFrame, train: str, test: str, n_train: int, n_test: int, k: int):
+        df.insert(0, "test_set", test)
+        df.insert(0, "train_set", train)
+        df["n_train"], df["n_test"], df["n_classes"] = n_train, n_test, k
+        frames.append(df)
+
+    for name in dict.fromkeys(sets):
+        idx = rows_of(name)
+        y = labels[idx]
+        if len(np.unique(y)) < 2:
+            continue
+        folds = make_folds(y)
+        sub = {s: a[idx] for s, a in acts.items()}
+        n_test = len(idx) // len(folds)
+        k = len(np.unique(y))
+        tag(layer_sweep(sub, y, folds, layers=layers, n_layers=n_layers, C=C),
+            name, name, len(idx) - n_test, n_test, k)
+        tag(layer_sweep(sub, shuffled(y), folds, layers=layers, n_layers=n_layers,
+                        control="shuffled", C=C), name, name, len(idx) - n_test, n_test, k)
+        text = text_cv_auroc(texts[idx], y, folds, C=C)
+        tag(pd.DataFrame([_text_row(float(text.mean()), float(text.std()), len(folds))]),
+            name, name, len(idx) - n_test, n_test, k)
+
+    for train, test in transfers:
+        tr, te = rows_of(train), rows_of(test)
+        shared = np.intersect1d(labels[tr], labels[te])
+        tr, te = tr[np.isin(labels[tr], shared)], te[np.isin(labels[te], shared)]
+        if len(shared) < 2:
+            continue
+        a_tr = {s: a[tr] for s, a in acts.items()}
+        a_te = {s: a[te] for s, a in acts.items()}
+        k = len(shared)
+        tag(transfer_sweep(a_tr, labels[tr], a_te, labels[te], layers=layers, n_layers=n_layers,
+                           C=C), train, test, len(tr), len(te), k)
+        tag(transfer_sweep(a_tr, shuffled(labels[tr]), a_te, labels[te], layers=layers,
+                           n_layers=n_layers, control="shuffled", C=C), train, test, len(tr),
+            len(te), k)
+        text = text_transfer_auroc(texts[tr], labels[tr], texts[te], labels[te], C=C)
+        tag(pd.DataFrame([_text_row(text, np.nan, 0)]), train, test, len(tr), len(te), k)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _text_row(value: float, std: float, n_folds: int) -> dict:
+    return {"source": "text", "layer": -1, "depth": np.nan, "auroc": value, "auroc_std": std,
+            "n_folds": n_folds, "control": "text_tfidf"}
+
+
+def summarise(results: pd.DataFrame, n_layers: int, tol: float = PEAK_TOL) -> pd.DataFrame:
+    """Headline row per (train_set, test_set, source) of a :func:`probe_suite` frame: peak under
+    both rules, the layer-0 baseline, the shuffled-label control (mean and max over layers) and
+    the text-only baseline."""
+    probe = results[results.control == "none"]
+    peaks = peak_table(probe, ["train_set", "test_set", "source"], n_layers, tol)
+    out = []
+    for _, row in peaks.iterrows():
+        same = (results.train_set == row.train_set) & (results.test_set == row.test_set)
+        mine = same & (results.source == row.source)
+        shuf = results[mine & (results.control == "shuffled")].auroc
+        text = results[same & (results.control == "text_tfidf")].auroc
+        curve = results[mine & (results.control == "none")]
+        layer0 = curve[curve.layer == curve.layer.min()].auroc
+        out.append({**row.to_dict(),
+                    "layer0_auroc": float(layer0.iloc[0]),
+                    "shuffled_mean": float(shuf.mean()) if len(shuf) else np.nan,
+                    "shuffled_max": float(shuf.max()) if len(shuf) else np.nan,
+                    "text_tfidf_auroc": float(text.iloc[0]) if len(text) else np.nan})
+    return pd.DataFrame(out)
+
+
+__all__ = [
+    "LinearProbe",
+    "PeakLayer",
+    "cv_auroc",
+    "depth",
+    "feature_cv_auroc",
+    "fit_probe",
+    "layer_sweep",
+    "make_folds",
+    "peak_layer",
+    "peak_table",
+    "probe_suite",
+    "score_auroc",
+    "shuffled",
+    "summarise",
+    "text_cv_auroc",
+    "text_transfer_auroc",
+    "transfer_sweep",
+]

@@ -1,0 +1,148 @@
+"""Activation steering: add ``alpha x scale x unit(direction)`` to the residual stream at one layer.
+
+The vector is added to ``hidden_out`` of block ``layer`` (the residual leaving it) at every real
+token whose position, counted over real tokens only, is ``>= start``. Positions come from the
+attention mask, so the same token is steered identically whether the sequence is run in one pass,
+token by token with a KV cache (prefill steers the prompt, each decoding step only its new token),
+or left-padded in a batch (padding is never steered). ``scale`` is usually
+:func:`mean_residual_norm` at that layer, which makes ``alpha`` a fraction of a typical residual.
+
+    with steer(model, direction, layer=20, alpha=0.1, scale=norm):
+        out = model.generate(...)
+
+Hooks are removed on exit, even on exceptions. A capture run inside the context sees the steered
+``hidden_out`` of the steered layer (the steering hook runs first).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from .arch import get_adapter
+from .capture import capture, resolve_layers, tokenize
+from .errors import LLMCTError
+from .hooks import Hooks, first_tensor, replace_first
+
+
+def unit(direction) -> torch.Tensor:
+    """``direction`` as a float32 unit vector (an error for a zero or non-finite vector)."""
+    vec = torch.as_tensor(np.asarray(direction, dtype=np.float32)).flatten()
+    norm = float(vec.norm())
+    if not np.isfinite(norm) or norm == 0.0:
+        raise LLMCTError(f"steering direction has norm {norm}; need a finite non-zero vector")
+    return vec / norm
+
+
+def random_direction(d_model: int, seed: int = 0) -> np.ndarray:
+    """A seeded isotropic random unit vector (the same-norm control for a steering vector)."""
+    vec = np.random.default_rng(seed).standard_normal(d_model).astype(np.float32)
+    return vec / np.linalg.norm(vec)
+
+
+def steer_positions(attention_mask: torch.Tensor | None, n_new: int, past_len: int,
+                    start: int = 0) -> torch.Tensor | None:
+    """``[B, n_new]`` bool: which of the forward's new tokens are steered (None: all of them).
+
+    With a 2-D mask covering past + new tokens, a token's position is its count among real tokens
+    (left padding and padding holes do not shift it); padded tokens are never steered. Without a
+    mask every token is real and the new tokens sit at ``past_len ..``.
+    """
+    if attention_mask is None:
+        if start <= past_len:
+            return None
+        pos = torch.arange(past_len, past_len + n_new)
+        return (pos >= start).unsqueeze(0)
+    if attention_mask.dim() != 2:
+        raise LLMCTError(
+            f"steering needs a 2-D [batch, tokens] attention mask, got shape "
+            f"{tuple(attention_mask.shape)}; pass the padding mask, not a prepared 4-D one"
+        )
+    mask = attention_mask.bool()
+    pos = mask.long().cumsum(-1) - 1
+    return (mask & (pos >= start))[:, -n_new:]
+
+
+@contextmanager
+def steer(model, direction, layer: int, alpha: float, scale: float = 1.0, start: int = 0):
+    """Add ``alpha * scale * unit(direction)`` to ``hidden_out`` of ``layer`` while inside.
+
+    ``start``: first steered position (in real-token coordinates; 0 = every token). ``alpha=0`` is
+    an exact identity. Yields the added vector (float32, norm ``|alpha| * scale``).
+    """
+    adapter = get_adapter(model)
+    blocks = adapter.block_list(model)
+    (layer,) = resolve_layers([layer], len(blocks))
+    vec = unit(direction)
+    if vec.numel() != model.config.hidden_size:
+        raise LLMCTError(
+            f"steering direction has {vec.numel()} dims; the model's residual has "
+            f"{model.config.hidden_size}"
+        )
+    if start < 0:
+        raise LLMCTError(f"start must be >= 0, got {start}")
+    added = vec * float(alpha) * float(scale)
+    base = model.base_model
+    signature = inspect.signature(base.forward)
+    var_kw = next((p.name for p in signature.parameters.values()
+                   if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+    state: dict = {}
+
+    def read_mask(module, args, kwargs):
+        bound = signature.bind_partial(*args, **kwargs).arguments
+        bound = {**bound.pop(var_kw, {}), **bound} if var_kw else dict(bound)
+        tokens = bound.get("input_ids")
+        if tokens is None:
+            tokens = bound.get("inputs_embeds")
+        if tokens is None:
+            raise LLMCTError("steering: the forward got neither input_ids nor inputs_embeds")
+        past = bound.get("past_key_values")
+        past_len = int(past.get_seq_length()) if hasattr(past, "get_seq_length") else 0
+        state["where"] = steer_positions(bound.get("attention_mask"), tokens.shape[1], past_len,
+                                         start)
+
+    def add(module, args, output):
+        hidden = first_tensor(output)
+        delta = added.to(device=hidden.device, dtype=hidden.dtype)
+        where = state.get("where")
+        if where is None:
+            return replace_first(output, hidden + delta)
+        if tuple(where.shape) != tuple(hidden.shape[:2]):
+            raise LLMCTError(
+                f"steering: block output {tuple(hidden.shape)} does not match the mask's "
+                f"{tuple(where.shape)} new tokens"
+            )
+        where = where.to(hidden.device).unsqueeze(-1).to(hidden.dtype)
+        return replace_first(output, hidden + where * delta)
+
+    with Hooks() as hooks:
+        hooks.pre(base, read_mask)
+        hooks.forward(blocks[layer], add)
+        yield added
+
+
+def mean_residual_norm(model, tokenizer, texts: Sequence, layer: int | Sequence[int], *,
+                       mean_from: int = 0, batch_size: int = 8):
+    """Mean L2 norm of ``hidden_out`` at ``layer`` over every real token from ``mean_from`` on.
+
+    The mean of per-token norms (not the norm of the mean activation). A float for one layer, an
+    array (one value per layer, in the order given) for a list of layers.
+    """
+    ids = tokenize(tokenizer, texts)
+    positions = []
+    for i, toks in enumerate(ids):
+        if mean_from >= len(toks):
+            raise LLMCTError(f"text {i} has {len(toks)} tokens; mean_from={mean_from}")
+        positions.append(list(range(mean_from, len(toks))))
+    layers = [layer] if isinstance(layer, int | np.integer) else list(layer)
+    cap = capture(model, tokenizer, ids, sources=("hidden_out",), layers=layers,
+                  position=positions, batch_size=batch_size)
+    norms = np.linalg.norm(cap["hidden_out"].astype(np.float64), axis=-1).mean(axis=0)
+    return float(norms[0]) if len(layers) == 1 and isinstance(layer, int | np.integer) else norms
+
+
+__all__ = ["mean_residual_norm", "random_direction", "steer", "steer_positions", "unit"]

@@ -1,0 +1,156 @@
+"""Pairwise preferences: ratings recover known truths, order swapping cancels position bias,
+bootstrap CIs cover, and shared-prefix batched logits equal independent forwards."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+from llmct.preferences import (
+    ELO_SCALE,
+    bootstrap_ratings,
+    bt_ratings,
+    combine_orders,
+    elo_ratings,
+    group_means,
+    last_token_logits,
+    rating_table,
+    sample_pairs,
+)
+from llmct.steering import random_direction, steer
+from tests.tiny_models import tiny_model
+
+
+def _win_prob(r_i, r_j):
+    return 1.0 / (1.0 + 10.0 ** ((r_j - r_i) / 400.0))
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return np.linspace(-300, 300, 12) + 1500.0
+
+
+def test_bt_is_exact_on_exact_probabilities(truth):
+    pairs = sample_pairs(len(truth))
+    scores = _win_prob(truth[pairs[:, 0]], truth[pairs[:, 1]])
+    got = bt_ratings(pairs, scores, len(truth), prior=0.0)
+    np.testing.assert_allclose(got, truth, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["elo", "bt"])
+def test_ratings_recover_ranking_from_simulated_choices(truth, method):
+    rng = np.random.default_rng(0)
+    pairs = sample_pairs(len(truth))
+    p = _win_prob(truth[pairs[:, 0]], truth[pairs[:, 1]])
+    scores = rng.binomial(6, p) / 6.0  # six noisy binary choices per pair
+    got = (elo_ratings(pairs, scores, len(truth), k=24, n_orders=10) if method == "elo"
+           else bt_ratings(pairs, scores, len(truth)))
+    assert spearmanr(got, truth).statistic > 0.9
+    assert got.mean() == pytest.approx(1500.0)
+
+
+def test_elo_and_bt_agree_on_hard_and_soft_outcomes(truth):
+    pairs = sample_pairs(len(truth))
+    scores = _win_prob(truth[pairs[:, 0]], truth[pairs[:, 1]])
+    elo = elo_ratings(pairs, scores, len(truth), k=16, n_orders=10)
+    assert spearmanr(elo, bt_ratings(pairs, scores, len(truth))).statistic > 0.95
+    hard = (scores > 0.5).astype(float)  # items with a perfect record stay finite (prior)
+    assert np.isfinite(bt_ratings(pairs, hard, len(truth))).all()
+
+
+def test_order_swapping_cancels_a_pure_position_bias():
+    pairs = sample_pairs(8)
+    p_a = np.full(len(pairs), 0.83)  # the model always leans to "A", whatever the options
+    scores = combine_orders(p_a, p_a)
+    np.testing.assert_allclose(scores, 0.5)
+    np.testing.assert_allclose(bt_ratings(pairs, scores, 8), 1500.0, atol=1e-9)
+    np.testing.assert_allclose(elo_ratings(pairs, scores, 8), 1500.0, atol=1e-9)
+    one_order = bt_ratings(pairs, p_a, 8)  # A is always the lower index: a spurious ranking
+    assert one_order[0] - one_order[-1] > 300
+
+
+def test_order_swapping_removes_bias_on_top_of_real_preferences(truth):
+    pairs = sample_pairs(len(truth))
+    gap = (truth[pairs[:, 0]] - truth[pairs[:, 1]]) / ELO_SCALE
+    bias = 1.2  # log-odds in favour of whichever option is shown first
+    p_ij = 1 / (1 + np.exp(-(gap + bias)))   # pairs[:, 0] shown as A
+    p_ji = 1 / (1 + np.exp(-(-gap + bias)))  # swapped: pairs[:, 1] shown as A
+    both = bt_ratings(pairs, combine_orders(p_ij, p_ji), len(truth), prior=0.0)
+    assert spearmanr(both, truth).statistic == pytest.approx(1.0)
+    # one order only, with A always the lower-indexed item: the bias inflates low indices
+    one = bt_ratings(pairs, p_ij, len(truth), prior=0.0)
+    assert (one - truth)[0] > 100 and (both - truth)[0] < (one - truth)[0]
+
+
+def test_bootstrap_ci_covers_the_true_category_difference():
+    rng = np.random.default_rng(1)
+    truth = np.r_[np.full(6, 1600.0), np.full(6, 1450.0), np.full(6, 1450.0)] + rng.normal(0, 30, 18)
+    truth = truth - truth.mean() + 1500
+    cats = ["hi"] * 6 + ["lo"] * 6 + ["mid"] * 6
+    _, true_c = group_means(truth, cats)
+    pairs = sample_pairs(len(truth))
+    p = _win_prob(truth[pairs[:, 0]], truth[pairs[:, 1]])
+    covered = 0
+    n_sim = 20
+    for sim in range(n_sim):
+        scores = rng.binomial(4, p) / 4.0
+        boot = bootstrap_ratings("bt", pairs, scores, len(truth), n_boot=300, seed=sim)
+        _, boot_c = group_means(boot[:, 0], cats)
+        diff = boot_c[:, 0] - boot_c[:, 1]
+        lo, hi = np.quantile(diff, [0.025, 0.975])
+        covered += lo <= true_c[0] - true_c[1] <= hi
+    assert covered >= 0.8 * n_sim
+
+
+def test_rating_table_pairs_conditions_and_zeroes_the_baseline(truth):
+    pairs = sample_pairs(len(truth), per_item=5, seed=2)
+    base = _win_prob(truth[pairs[:, 0]], truth[pairs[:, 1]])
+    shifted = truth + np.where(np.arange(len(truth)) < 6, 80.0, -80.0)
+    steered = _win_prob(shifted[pairs[:, 0]], shifted[pairs[:, 1]])
+    cats = ["low"] * 6 + ["high"] * 6
+    table = rating_table(pairs, {"base": base, "steered": steered}, cats, baseline="base",
+                         n_boot=100, elo_orders=5)
+    assert set(table.method) == {"elo", "bt"}
+    assert (table[table.condition == "base"].delta.abs() < 1e-9).all()
+    bt = table[(table.method == "bt") & (table.condition == "steered")].set_index("category")
+    assert bt.loc["low", "delta"] == pytest.approx(80.0, abs=2.0)
+    assert bt.loc["low", "delta_lo"] > 0 and bt.loc["high", "delta_hi"] < 0
+    elo = table[(table.method == "elo") & (table.condition == "steered")].set_index("category")
+    assert elo.loc["low", "delta"] > 0 > elo.loc["high", "delta"]
+
+
+def test_sample_pairs_balanced_and_unique():
+    everything = sample_pairs(10)
+    assert len(everything) == 45 and (everything[:, 0] < everything[:, 1]).all()
+    some = sample_pairs(48, per_item=6, seed=0)
+    assert len({tuple(p) for p in some}) == len(some) and (some[:, 0] < some[:, 1]).all()
+    counts = np.bincount(some.ravel(), minlength=48)
+    assert counts.min() >= 4 and counts.max() <= 6
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_shared_prefix_logits_equal_independent_forwards(kind):
+    model = tiny_model(kind)
+    g = torch.Generator().manual_seed(0)
+    common = torch.randint(3, 128, (6,), generator=g).tolist()
+    seqs, groups = [], []
+    for grp in range(3):
+        option = torch.randint(3, 128, (3 + grp,), generator=g).tolist()
+        for k in range(3 + grp):
+            tail = torch.randint(3, 128, (1 + (k * 2) % 5,), generator=g).tolist()
+            seqs.append(common + option + tail)
+            groups.append(grp)
+    seqs.append(common[:4])  # shorter than the common part of the others
+    groups.append(9)
+
+    def independent():
+        with torch.inference_mode():
+            return torch.stack([model(torch.tensor([s])).logits[0, -1] for s in seqs])
+
+    got = last_token_logits(model, seqs, groups, batch_size=4)
+    torch.testing.assert_close(got, independent(), atol=1e-4, rtol=1e-4)
+    with steer(model, random_direction(64, 5), 1, alpha=3.0, start=3):
+        steered = last_token_logits(model, seqs, groups, batch_size=4)
+        ref = independent()
+    torch.testing.assert_close(steered, ref, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(steered, got, atol=1e-3)
