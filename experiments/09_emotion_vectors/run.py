@@ -24,6 +24,7 @@ from llmct.errors import LLMCTError
 from llmct.lens import lens_logits, top_tokens
 from llmct.models import load_model
 from llmct.runs import PALETTE, Outputs, activation_dir_for, experiment_parser, out_dir_for, pyplot
+from llmct.stats import permutation_pvalue
 from llmct.vectors import (
     MEAN_FROM,
     NEUTRAL_VARIANCE,
@@ -75,32 +76,48 @@ def affect_poles(stories, labels: list[str]) -> dict:
                                   [e for e, a in zip(labels, aro, strict=True) if a < 0])}}
 
 
-def affect_rows(V: np.ndarray, labels: list[str], affect: dict) -> list[dict]:
-    """PC1/PC2 of the vectors against leave-one-out pole projections and the design ratings."""
+def pole_projection(V: np.ndarray, labels: list[str], ratings: np.ndarray) -> np.ndarray:
+    pos = [e for e, v in zip(labels, ratings, strict=True) if v > 0]
+    neg = [e for e, v in zip(labels, ratings, strict=True) if v < 0]
+    return geo.loo_pole_projection(V, labels, pos, neg)
+
+
+def affect_rows(V: np.ndarray, labels: list[str], affect: dict, n_perm: int = 0,
+                seed: int = 0) -> list[dict]:
+    """PC1/PC2 of the vectors against leave-one-out pole projections and the design ratings.
+
+    The parametric p of a PC-vs-projection correlation ignores that both come from the same
+    vectors; with ``n_perm`` the |r| is also tested against pole assignments shuffled across
+    emotions (``p_perm``)."""
     res = geo.pca(V, 2)
     rows = []
     dirs = {}
+    perms = geo.random_permutations(len(labels), n_perm, seed) if n_perm else []
     for axis in ("valence", "arousal"):
         pos, neg = affect["poles"][axis]
         if not pos or not neg:
             continue
-        proj = geo.loo_pole_projection(V, labels, pos, neg)
+        proj = pole_projection(V, labels, affect[axis])
         dirs[axis] = geo.pole_direction(V, labels, pos, neg)
+        null_proj = [pole_projection(V, labels, affect[axis][p]) for p in perms]
         for j in range(res.scores.shape[1]):
             r, p = geo.pearson(res.scores[:, j], proj)
             r2, p2 = geo.pearson(res.scores[:, j], affect[axis])
+            null = np.abs([geo.pearson(res.scores[:, j], q)[0] for q in null_proj])
+            p_perm = permutation_pvalue(abs(r), null) if n_perm and np.isfinite(r) else np.nan
             rows.append({"pc": f"PC{j + 1}", "pc_ratio": float(res.explained_ratio[j]),
                          "axis": axis, "r_pole_projection": r, "p_pole_projection": p,
-                         "r_rating": r2, "p_rating": p2})
+                         "p_perm": p_perm, "n_perm": n_perm, "r_rating": r2, "p_rating": p2})
     cos = float(dirs["valence"] @ dirs["arousal"]) if len(dirs) == 2 else np.nan
     for row in rows:
         row["cos_valence_arousal_directions"] = cos
     return rows
 
 
-def lens_rows(model, tok, V: np.ndarray, labels: list[str], k: int) -> tuple[list, list]:
-    """Top/bottom logit-lens tokens of each vector, and the rank of the emotion word's first
-    token among all vocabulary logits (0 = top; chance ~ vocabulary/2)."""
+def lens_rows(model, tok, V: np.ndarray, labels: list[str], k: int) -> tuple[list, list, np.ndarray]:
+    """Top/bottom logit-lens tokens of each vector, and the rank of each emotion word's first
+    token among all vocabulary logits under every vector (0 = top): the own vector's rank is
+    compared with the word's rank under the other emotions' vectors (word-frequency control)."""
     tokens = []
     for side in ("top", "bottom"):
         for e, toks in zip(labels, top_tokens(model, tok, V, k, bottom=side == "bottom",
@@ -108,13 +125,14 @@ def lens_rows(model, tok, V: np.ndarray, labels: list[str], k: int) -> tuple[lis
             tokens += [{"emotion": e, "side": side, "rank": r, "token": t, "logit": v}
                        for r, (t, v) in enumerate(toks)]
     logits = lens_logits(model, V)
-    ranks = []
-    for i, e in enumerate(labels):
-        wid = tok(" " + e, add_special_tokens=False)["input_ids"][0]
-        ranks.append({"emotion": e, "word_token": tok.decode([wid]),
-                      "rank": int(np.sum(logits[i] > logits[i, wid])),
-                      "vocab_size": int(logits.shape[1])})
-    return tokens, ranks
+    wids = [tok(" " + e, add_special_tokens=False)["input_ids"][0] for e in labels]
+    # R[i, j]: rank of emotion j's word under vector i (0 = top of the vocabulary)
+    R = np.array([[int(np.sum(logits[i] > logits[i, w])) for w in wids]
+                  for i in range(len(labels))])
+    ranks = [{"emotion": e, "word_token": tok.decode([wids[i]]), "rank": int(R[i, i]),
+              "rank_under_other_vectors_median": float(np.median(np.delete(R[:, i], i))),
+              "vocab_size": int(logits.shape[1])} for i, e in enumerate(labels)]
+    return tokens, ranks, R
 
 
 def plot_clustered(mats: dict, title: str):
@@ -242,12 +260,14 @@ def main(argv=None) -> int:
     out.csv("neutral_pcs.csv", pd.DataFrame(neutral_rows))
 
     affect_rows_all, rsa_mats, clustered, cluster_rows, agree_rows = [], {}, {}, [], []
-    lens_tok, lens_rank, cos_rows, scatter = [], [], [], {}
+    lens_tok, lens_rank, cos_rows, scatter, word_test = [], [], [], {}, {}
     for kind in KINDS:
         arr = getattr(ev, kind)
         for j, lay in enumerate(layers):
+            n_perm = min(args.n_perm, 1000) if lay == layer else 0
             affect_rows_all += [{**tag, "kind": kind, "layer": lay, **r}
-                                for r in affect_rows(arr[:, j], labels, affect)]
+                                for r in affect_rows(arr[:, j], labels, affect, n_perm,
+                                                     args.seed)]
         if len(labels) >= 3:
             rsa_mats[kind] = geo.rsa_matrix([geo.cosine_matrix(arr[:, j])
                                              for j in range(len(layers))])
@@ -277,9 +297,11 @@ def main(argv=None) -> int:
             agree_rows.append({**tag, "kind": kind, "layer": layer, "clustering": name,
                                "k": len(set(cl)), "reference": "valence x arousal quadrant",
                                "ari": ari, "p": p})
-        toks, ranks = lens_rows(load()[0], load()[1], V, labels, args.top_k)
+        toks, ranks, R = lens_rows(load()[0], load()[1], V, labels, args.top_k)
         lens_tok += [{**tag, "kind": kind, "layer": layer, **r} for r in toks]
         lens_rank += [{**tag, "kind": kind, "layer": layer, **r} for r in ranks]
+        word_test[kind] = geo.correspondence_test(-R.T.astype(float), n_perm=args.n_perm,
+                                                  seed=args.seed)
 
     affect_df = pd.DataFrame(affect_rows_all)
     out.csv("affect_axes_by_layer.csv", affect_df)
@@ -319,8 +341,9 @@ def main(argv=None) -> int:
                {"kind": "neutral", "metric": "uncentred neutral SVD: top-2 share (the trap)",
                 "value": nrow["uncentred_top2_share"], "p": np.nan}]
     at = affect_df[affect_df.layer == layer]
-    summary += [{"kind": r.kind, "metric": f"{r.pc} x {r.axis} (LOO pole projection) r",
-                 "value": r.r_pole_projection, "p": r.p_pole_projection} for r in at.itertuples()]
+    summary += [{"kind": r.kind, "metric": f"{r.pc} x {r.axis} (LOO pole projection) r; p: "
+                 f"|r| vs {r.n_perm} shuffled pole assignments", "value": r.r_pole_projection,
+                 "p": r.p_perm} for r in at.itertuples()]
     summary += [{"kind": r.kind, "metric": f"{r.pc} x {r.axis} (design rating) r",
                  "value": r.r_rating, "p": r.p_rating} for r in at.itertuples()]
     summary += [{"kind": k, "metric": "cos(valence direction, arousal direction)",
@@ -331,6 +354,12 @@ def main(argv=None) -> int:
     summary += [{"kind": k, "metric": "median vocab rank of emotion word in lens (0=top)",
                  "value": float(g["rank"].median()), "p": np.nan}
                 for k, g in rank_df.groupby("kind", sort=False)]
+    summary += [{"kind": k, "metric": "same word under other vectors: median rank",
+                 "value": float(g["rank_under_other_vectors_median"].median()), "p": np.nan}
+                for k, g in rank_df.groupby("kind", sort=False)]
+    summary += [{"kind": k, "metric": "lens: each emotion word ranked highest by its own "
+                 "vector (share; p: own vs other vectors' ranks, shuffled)", "value": t["top1"],
+                 "p": t["p"]} for k, t in word_test.items()]
     summary += [{"kind": k, "metric": f"mean cross-layer RSA with layer {layer}",
                  "value": float(np.nanmean(np.delete(M[layers.index(layer)],
                                                      layers.index(layer)))), "p": np.nan}

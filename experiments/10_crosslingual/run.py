@@ -264,7 +264,7 @@ def main(argv=None) -> int:
                                f"{title}, layer {layer}"), "rsa_at_layer")
     out.figure(plot_stat_by_layer(proc_df, "fit", "null_q95", "mean cosine after alignment",
                                   f"{title}\nProcrustes: in-sample fit vs shuffled pairs; "
-                                  "dashed: leave-one-out top-1", layer,
+                                  "dashed: leave-one-out top-1 (chance 1/n)", layer,
                                   extra=("loo_top1", "LOO top-1")), "procrustes_by_layer")
     out.figure(plot_stat_by_layer(geo_df, "rsa_geodesic", None, "Spearman rho (EN vs JA)",
                                   f"{title}\ngeodesic (solid) vs Euclidean (dashed) distances",
