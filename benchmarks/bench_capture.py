@@ -48,7 +48,7 @@ def bare_batches(model, tok, ids, batch_size):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="default")
-    ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--n", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--memory", choices=["bare", "capture"], default=None)
