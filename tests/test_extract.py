@@ -16,6 +16,17 @@ ROOT = Path(__file__).resolve().parents[1]
 WORDS = ["red", "calm", "storm", "bread", "river", "glass", "noise", "light", "stone", "field"]
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny forwards on a shared CPU run fastest on one thread; restore the setting afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def stims(n, set_name="set_a"):
     return [Stimulus(id=f"s{i}", text=f"The {WORDS[i % 10]} and the {WORDS[(i * 3) % 10]} {i}.",
                      label="joy", set=set_name) for i in range(n)]
@@ -152,10 +163,14 @@ def tiny_file(tmp_path) -> Path:
 def test_experiments_run_end_to_end(embedded, tmp_path, capsys):
     data = tiny_file(tmp_path)
     common = ["--stimuli", str(data), "--activations", str(tmp_path / "acts"), "--limit", "5",
-              "--layers", "0", "15", "-1", "--sources", "hidden_out", "mlp_out", "--no-progress"]
+              "--layers", "0", "15", "-1", "--sources", "hidden_out", "mlp_out", "--no-progress",
+              "--torch-threads", "1"]
+    # short prompts keep CPU extraction cheap; the few-shot path is the default of the real runs
+    extra = {"04_zeroshot": ["--prompt", "zeroshot", "--baseline-prompt", "raw"]}
     for name in ("01_extract", "02_probes", "03_binary", "04_zeroshot"):
         out = tmp_path / name
-        assert load_experiment(name).main([*common, "--out", str(out)]) == 0
+        argv = [*common, "--prompt", "raw", *extra.get(name, []), "--out", str(out)]
+        assert load_experiment(name).main(argv) == 0
         assert list(out.glob("*.csv")) and list(out.glob("*.png")) and list(out.glob("*.svg"))
     import pandas as pd
 
@@ -168,10 +183,10 @@ def test_experiments_run_end_to_end(embedded, tmp_path, capsys):
     assert set(scored.scored) == {"set_a (emotional)", "set_c (neutral)"}
     assert scored.mean_p_emotional.between(0, 1).all()
     diff = pd.read_csv(tmp_path / "04_zeroshot" / "zeroshot_vs_fewshot.csv")
-    assert {"auroc_zeroshot", "auroc_fewshot", "difference"} <= set(diff.columns)
-    assert (tmp_path / "acts" / "fewshot-tiny").is_dir() and (tmp_path / "acts" / "zeroshot-tiny").is_dir()
+    assert {"auroc_zeroshot", "auroc_raw", "difference"} <= set(diff.columns)
+    assert (tmp_path / "acts" / "raw-tiny").is_dir() and (tmp_path / "acts" / "zeroshot-tiny").is_dir()
     # results are never silently replaced; activations resume instead
+    again = [*common, "--prompt", "raw", "--out", str(tmp_path / "02_probes")]
     with pytest.raises(LLMCTError, match="refusing to overwrite"):
-        load_experiment("02_probes").main([*common, "--out", str(tmp_path / "02_probes")])
-    assert load_experiment("02_probes").main(
-        [*common, "--out", str(tmp_path / "02_probes"), "--overwrite"]) == 0
+        load_experiment("02_probes").main(again)
+    assert load_experiment("02_probes").main([*again, "--overwrite"]) == 0

@@ -1,5 +1,5 @@
 """Probe protocol on synthetic data: separable -> AUROC ~1, shuffled -> ~0.5, peak rules, transfer,
-the row-space fit equals plain sklearn, and the stats helpers."""
+the probe equals the plain sklearn pipeline, and the stats helpers."""
 
 import numpy as np
 import pytest
@@ -44,8 +44,8 @@ def test_separable_classes_give_auroc_one_and_shuffled_chance():
     assert abs(np.mean(null) - 0.5) < 0.1
 
 
-def test_rowspace_fit_equals_plain_sklearn_pipeline():
-    X, y = blobs(n_per=10, k=3, d=120, sep=1.0, seed=1)  # n < d: the row-space path
+def test_probe_equals_plain_sklearn_pipeline():
+    X, y = blobs(n_per=10, k=3, d=120, sep=1.0, seed=1)
     probe = probes.fit_probe(X, y, tol=1e-8)
     ref = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=10_000, tol=1e-8))
     ref.fit(X, y)

@@ -54,6 +54,10 @@ def main(argv=None) -> int:
     wide = wide.reset_index().dropna(subset=prompts)
     wide = wide.rename(columns={p: f"auroc_{p}" for p in prompts})
     wide["difference"] = wide[f"auroc_{prompts[0]}"] - wide[f"auroc_{prompts[1]}"]
+    order = {k: i for i, k in enumerate(dict.fromkeys(zip(results.train_set, results.test_set,
+                                                             strict=True)))}
+    wide = wide.assign(_order=[order[k] for k in zip(wide.train_set, wide.test_set, strict=True)])
+    wide = wide.sort_values(["_order", "control", "source", "layer"]).drop(columns="_order")
     out.csv("zeroshot_results.csv", results)
     out.csv("zeroshot_summary.csv", summary)
     out.csv("zeroshot_vs_fewshot.csv", wide)

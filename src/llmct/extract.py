@@ -417,8 +417,19 @@ def add_extract_args(parser, *, sets: Sequence[str] = ("set_a", "set_b", "set_b_
     parser.add_argument("--activations", default=None, metavar="ROOT",
                         help="root of the activation stores: one sub-folder per prompt mode "
                         "(resumed, never overwritten)")
+    parser.add_argument("--torch-threads", type=int, default=None, metavar="N",
+                        help="CPU threads for the forward passes (on a busy shared machine 1 can "
+                        "be several times faster than the default)")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     return parser
+
+
+def apply_thread_args(args) -> None:
+    """Honour ``--torch-threads`` (call before a CPU extraction)."""
+    if getattr(args, "torch_threads", None):
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
 
 
 def run_extract_from_args(args) -> tuple[list, ExtractionSummary]:
@@ -429,6 +440,7 @@ def run_extract_from_args(args) -> tuple[list, ExtractionSummary]:
     if not args.activations:
         raise LLMCTError("no activation root given (--activations ROOT)")
     chosen = select_stimuli(args.stimuli, args.sets, args.limit)
+    apply_thread_args(args)
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
     folder = activation_folder(args.activations, args.prompt, args.stimuli)
     summary = extract(model, tokenizer, chosen, folder, prompt=args.prompt,
@@ -453,6 +465,7 @@ __all__ = [
     "ExtractionSummary",
     "activation_folder",
     "add_extract_args",
+    "apply_thread_args",
     "ensure_extraction",
     "extract",
     "limit_stimuli",

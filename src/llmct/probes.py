@@ -8,14 +8,10 @@ of the keyword-spotting hypothesis). Two-class problems are the same code (the m
 two classes is the binary AUROC); grouped folds keep e.g. a vignette and its matched control on
 the same side of every split.
 
-Speed without approximation: with fewer training rows than dimensions (here ~150 x 576), the L2
-logistic-regression optimum lies in the row space of the standardised training matrix
-(representer theorem; the intercept is unpenalised). We therefore fit sklearn's own solver on the
-``n x rank`` coordinates ``U S`` of that row space and map the weights back with ``V`` -- the same
-objective, the same optimum, ~4x fewer dimensions. ``tests/test_probes.py`` checks it against the
-plain sklearn pipeline. The sweeps also pin BLAS to one thread: for these small matrices
-OpenBLAS's threading is pure overhead, and on a shared 2-core machine it made a sweep ~100x
-slower (benchmarks/bench_probes.py).
+Speed: the sweeps pin BLAS to one thread. For these small matrices OpenBLAS's threading is pure
+overhead, and on a shared 2-core machine it made each fit ~20-100x slower
+(benchmarks/bench_probes.py). (Fitting in the row space of the training fold, exact by the
+representer theorem when n < d, was tried and measured slower: the SVD costs more than it saves.)
 """
 
 from __future__ import annotations
@@ -106,25 +102,18 @@ class LinearProbe:
 @single_threaded_blas
 def fit_probe(X: np.ndarray, y, *, C: float = 1.0, max_iter: int = MAX_ITER,
               tol: float = 1e-4) -> LinearProbe:
-    """StandardScaler + L2 LogisticRegression(lbfgs) fitted on ``(X, y)`` (see module doc)."""
+    """StandardScaler + L2 LogisticRegression(lbfgs) fitted on ``(X, y)``, kept as plain arrays."""
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
     mean = X.mean(axis=0)
     scale = X.std(axis=0)
     scale[scale == 0] = 1.0  # as StandardScaler: constant features stay 0
     Z = (X - mean) / scale
-    basis = None
-    if Z.shape[0] < Z.shape[1]:
-        U, S, Vt = np.linalg.svd(Z, full_matrices=False)
-        keep = S > S[0] * 1e-10 if S.size and S[0] > 0 else np.zeros_like(S, dtype=bool)
-        Z, basis = U[:, keep] * S[keep], Vt[keep]
-        if Z.shape[1] == 0:  # all rows identical after centring: nothing to learn
-            Z, basis = np.zeros((len(y), 1)), np.zeros((1, X.shape[1]))
     lr = LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter, tol=tol)  # default: L2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         lr.fit(Z, y)
-    coef = lr.coef_ @ basis if basis is not None else lr.coef_
+    coef = lr.coef_
     return LinearProbe(mean, scale, coef, lr.intercept_.copy(), lr.classes_.copy())
 
 

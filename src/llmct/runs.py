@@ -16,6 +16,7 @@ from .extract import (
     Extraction,
     activation_folder,
     add_extract_args,
+    apply_thread_args,
     ensure_extraction,
     extract,
     select_stimuli,
@@ -207,6 +208,7 @@ def get_activations(exp_dir: Path, args, stimuli, prompt: str | None = None
     folder = activation_dir_for(exp_dir, args, prompt)
 
     def load():
+        apply_thread_args(args)
         return load_model(args.model, dtype=args.dtype, device=args.device)
 
     if args.shard:
