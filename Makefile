@@ -34,3 +34,48 @@ bench: setup  ## speed/memory benchmarks (ratios against a baseline in the same 
 
 lint: setup
 	$(RUN) ruff check .
+
+# -- reproduction, figures, cloud GPUs (scripts/cloud.sh reads .env.session; docs/cloud-gpu.md) --
+EXP ?=
+ARGS ?=
+SHARDS ?= 1
+FORCE ?=
+CLOUD := bash scripts/cloud.sh
+
+.PHONY: summary figures reproduce determinism cloud-setup cloud-sync cloud-run cloud-status \
+	cloud-logs cloud-fetch cloud-down
+
+summary: setup  ## cross-model table from every outputs/<slug>/ -> experiments/12_summary/outputs/
+	$(RUN) python experiments/12_summary/run.py --overwrite
+
+figures: setup  ## every publication figure, PNG + SVG, from the CSVs -> visualization/figures/output/
+	$(RUN) python visualization/figures/run_all.py
+
+reproduce: setup  ## experiments 00..12 on MODEL (finished ones skipped; FORCE=1 re-runs), then figures
+	$(RUN) python scripts/reproduce.py --model $(MODEL) $(if $(FORCE),--force); \
+	status=$$?; $(MAKE) --no-print-directory figures; exit $$status
+
+determinism: setup  ## 02_probes (stored activations) + 00_ct_scan twice; fails on any CSV difference
+	$(RUN) python scripts/check_determinism.py --model $(MODEL)
+
+cloud-setup:  ## copy the code to the GPU machine of .env.session, install uv, uv sync --frozen
+	$(CLOUD) setup
+
+cloud-sync:  ## rsync the code up (no outputs, .venv or activations)
+	$(CLOUD) sync
+
+cloud-run:  ## start EXP=NN_name with MODEL remotely in tmux (ARGS='...', SHARDS=n: one GPU each)
+	@test -n "$(EXP)" || { echo "usage: make cloud-run EXP=01_extract MODEL=<hf id> [ARGS='...'] [SHARDS=n]"; exit 2; }
+	ARGS="$(ARGS)" SHARDS=$(SHARDS) $(CLOUD) run $(EXP) $(MODEL)
+
+cloud-status:  ## GPUs, running sessions, last line of each recent log
+	$(CLOUD) status
+
+cloud-logs:  ## tail the newest remote log (EXP=NN_name to choose, FOLLOW=1 to follow)
+	$(CLOUD) logs $(EXP)
+
+cloud-fetch:  ## copy remote outputs to outputs/cloud/<stamp>/, then into experiments/ (--update)
+	$(CLOUD) fetch
+
+cloud-down:  ## run SHUTDOWN_CMD of .env.session (asks first) -- fetch before!
+	$(CLOUD) down

@@ -21,6 +21,16 @@ from llmct.steering import random_direction, steer
 from tests.tiny_models import tiny_model
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models are dominated by threading overhead (10x slower with 2 threads on a busy
+    machine); the results do not depend on it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _win_prob(r_i, r_j):
     return 1.0 / (1.0 + 10.0 ** ((r_j - r_i) / 400.0))
 
@@ -108,13 +118,16 @@ def test_rating_table_pairs_conditions_and_zeroes_the_baseline(truth):
     shifted = truth + np.where(np.arange(len(truth)) < 6, 80.0, -80.0)
     steered = _win_prob(shifted[pairs[:, 0]], shifted[pairs[:, 1]])
     cats = ["low"] * 6 + ["high"] * 6
-    table = rating_table(pairs, {"base": base, "steered": steered}, cats, baseline="base",
-                         n_boot=100, elo_orders=5)
+    table = rating_table(pairs, {"base": base, "steered": steered, "control": base}, cats,
+                         baseline="base", controls={"steered": ["control"]}, n_boot=100,
+                         elo_orders=5)
     assert set(table.method) == {"elo", "bt"}
     assert (table[table.condition == "base"].delta.abs() < 1e-9).all()
     bt = table[(table.method == "bt") & (table.condition == "steered")].set_index("category")
     assert bt.loc["low", "delta"] == pytest.approx(80.0, abs=2.0)
     assert bt.loc["low", "delta_lo"] > 0 and bt.loc["high", "delta_hi"] < 0
+    np.testing.assert_allclose(bt.excess, bt.delta, atol=1e-9)  # the control equals the baseline
+    assert table[table.condition == "base"].excess.isna().all()
     elo = table[(table.method == "elo") & (table.condition == "steered")].set_index("category")
     assert elo.loc["low", "delta"] > 0 > elo.loc["high", "delta"]
 

@@ -15,6 +15,16 @@ LAYER = 1
 SCALE = 4.0
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models are dominated by threading overhead (10x slower with 2 threads on a busy
+    machine); the results do not depend on it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def llama():
     return tiny_model("llama")
@@ -181,7 +191,8 @@ def test_experiment_11_end_to_end(embedded, tmp_path, capsys):
              language="en", pooling="none"))
     out = tmp_path / "out"
     args = ["--vectors", str(lib), "--emotions", "angry", "--alphas", "0.5",
-            "--pairs-per-activity", "1", "--norm-texts", "1", "--fluency-texts", "1",
+            "--pairs-per-activity", "1", "--max-pairs", "4", "--threads", "1",
+            "--norm-texts", "1", "--fluency-texts", "1",
             "--sample-tokens", "4", "--n-boot", "20", "--elo-orders", "2", "--no-progress",
             "--out", str(out)]
     assert exp.main(args) == 0
@@ -190,13 +201,16 @@ def test_experiment_11_end_to_end(embedded, tmp_path, capsys):
     assert set(table.category) == {"helpful", "engaging", "social", "self-curiosity", "neutral",
                                    "misaligned", "aversive", "unsafe"}
     assert (table[table.condition == "baseline"].delta.abs() < 1e-9).all()
-    assert (table.delta_lo <= table.delta + 1e-9).all() and (table.delta <= table.delta_hi + 1e-9).all()
+    assert (table.delta_lo <= table.delta_hi).all() and (table.lo <= table.hi).all()
+    emo = table[table.condition == "angry@0.5"]
+    assert emo.excess.notna().all() and table[table.kind == "random"].excess.isna().all()
     conds = pd.read_csv(out / "conditions.csv").set_index("condition")
     assert conds.label_mass.between(0, 1).all()
     assert conds.loc["angry@0.5", "added_norm"] == pytest.approx(conds.loc["random0@0.5", "added_norm"])
     choices = pd.read_csv(out / "choices.csv")
-    assert len(choices) == 3 * 24 and choices.p_i.between(0, 1).all()
+    assert len(choices) == 3 * 4 and choices.p_i.between(0, 1).all()
     assert len(pd.read_csv(out / "samples.csv")) == 3
-    assert (out / "category_deltas.png").exists() and (out / "category_deltas.svg").exists()
+    for stem in ("category_deltas", "category_excess"):
+        assert (out / f"{stem}.png").exists() and (out / f"{stem}.svg").exists()
     with pytest.raises(LLMCTError, match="refusing to overwrite"):
         exp.main(args)

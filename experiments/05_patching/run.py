@@ -36,7 +36,7 @@ from llmct.runs import (
 from llmct.stats import bootstrap_ci
 
 EXP_DIR = Path(__file__).resolve().parent
-RESULTS = ("patching_pairs.csv.gz", "patching_summary.csv", "patching_vs_random.csv",
+RESULTS = ("patching_pairs.csv.gz", "patching_summary.csv", "patching_vs_controls.csv",
            "patching_success.png", "patching_success.svg")
 CONDITIONS = ("patch", "random", "mean", "same_emotion", "unpatched")
 SHORT = {"hidden_out": "h", "attn_out": "a", "mlp_out": "m"}
@@ -64,9 +64,10 @@ def exemplars(stimuli, set_name: str, emotions, k: int) -> list:
     return out
 
 
-def run_pairing(model, scorer, cache, clean, targets, sources, src_acts, mean_acts, *, pairing,
-                layers, patch_sources, within, seed):
-    """Every ordered (target, source) pair under each condition; one row per pair."""
+def run_pairing(model, scorer, cache, clean, targets, sources, src_acts, src_answers, mean_acts, *,
+                pairing, layers, patch_sources, within, seed):
+    """Every ordered (target, source) pair under each condition; one row per pair.
+    ``src_answers``: each source's own unpatched answer (the ceiling of a last-layer h patch)."""
     n_t, n_s = len(targets), len(sources)
     t_lab = np.array([s.label for s in targets])
     s_lab = np.array([s.label for s in sources])
@@ -90,9 +91,11 @@ def run_pairing(model, scorer, cache, clean, targets, sources, src_acts, mean_ac
                          "condition": condition, "target_id": targets[t].id,
                          "source_id": sources[s].id, "target_label": t_lab[t],
                          "source_label": s_lab[s], "target_clean_answer": clean_ans[t],
-                         "answer": ans[r],
+                         "source_clean_answer": src_answers[s],
+                         "source_correct": int(src_answers[s] == s_lab[s]), "answer": ans[r],
                          "token": scorer.tokenizer.decode([int(logits[r].argmax())]),
                          "success": int(ans[r] == s_lab[s]),
+                         "follows_source": int(ans[r] is not None and ans[r] == src_answers[s]),
                          "mass_source": float(mass[r, e]),
                          "mass_shift": float(mass[r, e] - clean_mass[t, e])})
 
@@ -136,29 +139,36 @@ def summarise(pairs: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
         rows.append({**dict(zip(keys, key, strict=True)), "n_pairs": len(grp),
                      "success": succ.estimate, "success_lo": succ.lo, "success_hi": succ.hi,
                      "mass_shift": shift.estimate, "mass_shift_lo": shift.lo,
-                     "mass_shift_hi": shift.hi, "mass_source": grp.mass_source.mean()})
+                     "mass_shift_hi": shift.hi, "mass_source": grp.mass_source.mean(),
+                     "follows_source": grp.follows_source.mean(),
+                     "success_if_source_read": grp.success[grp.source_correct == 1].mean()})
     return pd.DataFrame(rows)
 
 
-def versus_random(pairs: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
-    """Paired (same target, source, layer) difference patch - random, bootstrap over pairs."""
-    keys = ["pairing", "source", "layer", "target_id", "source_id"]
-    wide = pairs[pairs.condition.isin(["patch", "random"])].pivot_table(
-        index=keys, columns="condition", values=["success", "mass_shift"]).dropna()
+def versus_controls(pairs: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
+    """Paired differences patch - control on the same (target, source) pairs, bootstrap over
+    pairs, for each control: the random vector, the mean activation, the unpatched target."""
+    keys = ["pairing", "target_id", "source_id"]
+    patched = pairs[pairs.condition == "patch"]
     rows = []
-    for key, grp in wide.groupby(level=[0, 1, 2], sort=False):
-        d_s = (grp["success"]["patch"] - grp["success"]["random"]).to_numpy(float)
-        d_m = (grp["mass_shift"]["patch"] - grp["mass_shift"]["random"]).to_numpy(float)
-        s, m = bootstrap_ci(d_s, n_boot=n_boot, seed=seed), bootstrap_ci(d_m, n_boot=n_boot, seed=seed)
-        rows.append({"pairing": key[0], "source": key[1], "layer": key[2], "n_pairs": len(grp),
-                     "success_patch": grp["success"]["patch"].mean(),
-                     "success_random": grp["success"]["random"].mean(),
-                     "success_diff": s.estimate, "success_diff_lo": s.lo, "success_diff_hi": s.hi,
-                     "mass_shift_diff": m.estimate, "mass_shift_diff_lo": m.lo,
-                     "mass_shift_diff_hi": m.hi,
-                     "beats_random": bool(s.lo > 0),
-                     "verdict": "beats random" if s.lo > 0 else (
-                         "worse than random" if s.hi < 0 else "no better than random")})
+    for control in ("random", "mean", "unpatched"):
+        ctl = pairs[pairs.condition == control]
+        on = keys + ["source", "layer"] if control != "unpatched" else keys
+        both = patched.merge(ctl[on + ["success", "mass_shift"]], on=on, suffixes=("", "_c"))
+        for key, g in both.groupby(["pairing", "source", "layer"], sort=False):
+            d_s = (g.success - g.success_c).to_numpy(float)
+            d_m = (g.mass_shift - g.mass_shift_c).to_numpy(float)
+            s = bootstrap_ci(d_s, n_boot=n_boot, seed=seed)
+            m = bootstrap_ci(d_m, n_boot=n_boot, seed=seed)
+            rows.append({"pairing": key[0], "source": key[1], "layer": key[2],
+                         "control": control, "n_pairs": len(g),
+                         "success_patch": g.success.mean(), "success_control": g.success_c.mean(),
+                         "success_diff": s.estimate, "success_diff_lo": s.lo,
+                         "success_diff_hi": s.hi, "mass_shift_diff": m.estimate,
+                         "mass_shift_diff_lo": m.lo, "mass_shift_diff_hi": m.hi,
+                         "verdict": f"beats {control}" if s.lo > 0 else (
+                             f"worse than {control}" if s.hi < 0 else
+                             f"no better than {control}")})
     return pd.DataFrame(rows)
 
 
@@ -166,9 +176,10 @@ def plot(summary: pd.DataFrame, layers: list[int], title: str):
     plt = pyplot()
     pairings = list(dict.fromkeys(summary.pairing))
     conds = ["patch", "same_emotion", "random", "mean"]
-    fig, axes = plt.subplots(1, len(pairings), figsize=(1.0 + 0.55 * len(layers) * len(pairings),
-                                                         4.6), squeeze=False)
-    for ax, pairing in zip(axes[0], pairings, strict=True):
+    fig, axes = plt.subplots(1, len(pairings), figsize=(2.0 + 0.6 * len(layers) * len(pairings),
+                                                         4.6), squeeze=False, sharey=True)
+    vmax = max(0.2, float(np.ceil(summary.success.max() * 10) / 10))
+    for k, (ax, pairing) in enumerate(zip(axes[0], pairings, strict=True)):
         sub = summary[(summary.pairing == pairing) & (summary.layer >= 0)]
         labels, grid = [], []
         for source in dict.fromkeys(sub.source):
@@ -182,13 +193,14 @@ def plot(summary: pd.DataFrame, layers: list[int], title: str):
             labels.append("unpatched")
             grid.append([float(base.success.iloc[0])] * len(layers))
         grid = np.array(grid, dtype=float)
-        im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        im = ax.imshow(grid, vmin=0, vmax=vmax, cmap="viridis", aspect="auto")
         for (r, c), v in np.ndenumerate(grid):
             if np.isfinite(v):
                 ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=6,
-                        color=OKABE_ITO["black"] if v > 0.6 else "white")
+                        color=OKABE_ITO["black"] if v > 0.6 * vmax else "white")
         ax.set_xticks(range(len(layers)), [str(la) for la in layers], fontsize=7)
-        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        if k == 0:
+            ax.set_yticks(range(len(labels)), labels, fontsize=7)
         ax.set_xlabel("layer patched")
         ax.set_title(pairing, fontsize=9)
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="success (greedy token names source)")
@@ -248,7 +260,8 @@ def main(argv=None) -> int:
         print(f"[05] {name}: {len(chosen[tgt_set])} targets x {len(sources)} sources, "
               f"{len(layers)} layers, {len(args.patch_sources)} sources", flush=True)
         rows += run_pairing(model, scorer, caches[tgt_set], cleans[tgt_set], chosen[tgt_set],
-                            sources, {s: sub.acts[s] for s in args.patch_sources}, mean_acts,
+                            sources, {s: sub.acts[s] for s in args.patch_sources},
+                            scorer.answers(cleans[src_set].logits), mean_acts,
                             pairing=name, layers=lj, patch_sources=args.patch_sources,
                             within=src_set == tgt_set, seed=args.seed)
         src_ok = np.mean([a == s.label for a, s in zip(
@@ -259,10 +272,10 @@ def main(argv=None) -> int:
     pairs = pd.DataFrame(rows)
     pairs.insert(0, "model", args.model)
     summary = summarise(pairs, args.n_boot, args.seed)
-    vs = versus_random(pairs, args.n_boot, args.seed)
+    vs = versus_controls(pairs, args.n_boot, args.seed)
     out.csv("patching_pairs.csv.gz", pairs)
     out.csv("patching_summary.csv", summary)
-    out.csv("patching_vs_random.csv", vs)
+    out.csv("patching_vs_controls.csv", vs)
     fig = plot(summary, layers, f"{args.model}: activation patching at the read-out token "
                f"({args.exemplars} exemplar(s)/emotion; success = greedy token names the source's "
                "emotion)")
@@ -271,7 +284,7 @@ def main(argv=None) -> int:
     best = show[show.condition == "patch"].sort_values("success").groupby("pairing").tail(1)
     print(best[["pairing", "source", "layer", "n_pairs", "success", "success_lo",
                 "success_hi"]].round(3).to_string(index=False))
-    print(vs.groupby(["pairing", "verdict"]).size().to_string())
+    print(vs.groupby(["pairing", "control", "verdict"]).size().to_string())
     return 0
 
 

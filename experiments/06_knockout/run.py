@@ -152,7 +152,7 @@ def main(argv=None) -> int:
     parser.add_argument("--modes", nargs="+", default=list(iv.ABLATIONS), choices=iv.ABLATIONS)
     parser.add_argument("--all-positions-layers", nargs="*", type=int, default=None,
                         help="layers of the every-token variant (default: first, middle, last)")
-    parser.add_argument("--all-positions-limit", type=int, default=1, metavar="N",
+    parser.add_argument("--all-positions-limit", type=int, default=2, metavar="N",
                         help="items per (set, emotion) in the every-token variant (full forwards)")
     parser.add_argument("--emotion-words", default=None, metavar="PATH.json")
     parser.add_argument("--n-boot", type=int, default=2000)

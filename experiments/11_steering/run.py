@@ -31,12 +31,14 @@ from llmct.preferences import ask_preferences, rating_table, ratings, sample_pai
 from llmct.runs import OKABE_ITO, PALETTE, Outputs, out_dir_for, pyplot
 from llmct.steering import mean_residual_norm, random_direction, steer
 from llmct.vectors import default_layer, load_vector_library
+from stimuli.loader import load_set
 
 EXP_DIR = Path(__file__).resolve().parent
 LIBRARY_NAME = "emotion_vectors_en.safetensors"
 SAMPLE_PROMPT = "Tell me about your plans for the weekend."
 RESULTS = ("choices.csv", "activity_ratings.csv", "category_ratings.csv", "conditions.csv",
-           "samples.csv", "run.json", "category_deltas.png", "category_deltas.svg")
+           "samples.csv", "run.json", "category_deltas.png", "category_deltas.svg",
+           "category_excess.png", "category_excess.svg")
 
 
 def default_library(model: str) -> Path:
@@ -52,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--vectors", default=None, metavar="PATH.safetensors",
                    help=f"vector library (default: 09's outputs/<model-slug>/{LIBRARY_NAME})")
     p.add_argument("--emotions", nargs="+", default=["angry", "happy", "calm", "afraid", "sad"])
-    p.add_argument("--alphas", nargs="+", type=float, default=[0.1, 0.2, 0.4],
+    p.add_argument("--alphas", nargs="+", type=float, default=[0.1, 0.25],
                    help="steering strengths as fractions of the layer's mean residual norm "
                    "(the unsteered baseline is always run)")
     p.add_argument("--layer", type=int, default=None, help="steered layer (default: ~2/3 depth)")
@@ -60,8 +62,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="steer tokens from this position on (0: the whole prompt)")
     p.add_argument("--random-controls", type=int, default=1,
                    help="random directions of the same norm per alpha")
-    p.add_argument("--pairs-per-activity", type=int, default=6,
+    p.add_argument("--pairs-per-activity", type=int, default=2,
                    help="pairs per activity (balanced random subsample); >= 47 means all 1128")
+    p.add_argument("--max-pairs", type=int, default=None,
+                   help="quick runs: keep at most this many of the sampled pairs")
     p.add_argument("--norm-texts", type=int, default=8,
                    help="neutral dialogues used for the mean residual norm")
     p.add_argument("--fluency-texts", type=int, default=2,
@@ -73,6 +77,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--elo-k", type=float, default=32.0)
     p.add_argument("--elo-orders", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
     p.add_argument("--out", default=None,
                    help="results folder (default: experiments/11_steering/outputs/<model-slug>/)")
     p.add_argument("--overwrite", action="store_true")
@@ -105,11 +111,14 @@ def lm_loss(model, tokenizer, texts) -> float:
     return total / count
 
 
-def plot_deltas(table: pd.DataFrame, conds: pd.DataFrame, method: str, title: str):
-    """One panel per emotion (+ random control): category change vs baseline, bar per alpha."""
+def plot_deltas(table: pd.DataFrame, conds: pd.DataFrame, method: str, title: str,
+                column: str = "delta", ylabel: str = "change vs unsteered"):
+    """One panel per emotion (and random direction): the category ``column`` ('delta' vs the
+    baseline, or 'excess' over the random controls) with its 95% CI, one bar per alpha."""
     plt = pyplot()
-    sub = table[(table.method == method) & (table.condition != "baseline")]
-    sub = sub.merge(conds[["condition", "emotion", "alpha"]], on="condition")
+    sub = table[(table.method == method) & table[column].notna() & (table.kind != "baseline")]
+    sub = sub.drop(columns=["emotion", "alpha"]).merge(conds[["condition", "emotion", "alpha"]],
+                                                       on="condition")
     panels = list(dict.fromkeys(sub.emotion))
     cats = list(dict.fromkeys(table.category))
     alphas = sorted(set(sub.alpha))
@@ -123,14 +132,16 @@ def plot_deltas(table: pd.DataFrame, conds: pd.DataFrame, method: str, title: st
             if rows.empty:
                 continue
             rows = rows.loc[cats]
-            err = np.vstack([rows.delta - rows.delta_lo, rows.delta_hi - rows.delta])
-            ax.bar(x + (k - (len(alphas) - 1) / 2) * width, rows.delta, width,
+            val = rows[column]
+            err = np.clip(np.vstack([val - rows[f"{column}_lo"], rows[f"{column}_hi"] - val]),
+                          0, None)  # a percentile CI need not contain the point estimate
+            ax.bar(x + (k - (len(alphas) - 1) / 2) * width, val, width,
                    yerr=err, color=PALETTE[k % len(PALETTE)], ecolor=OKABE_ITO["grey"],
                    capsize=1.5, label=f"alpha={alpha:g}")
         ax.axhline(0, color="black", linewidth=0.6)
         ax.set_xticks(x, cats, rotation=60, ha="right", fontsize=7)
         ax.set_title(panel, fontsize=9)
-    axes[0][0].set_ylabel(f"{method.upper()} change vs unsteered (95% CI)")
+    axes[0][0].set_ylabel(f"{method.upper()} {ylabel} (95% CI)")
     axes[0][-1].legend(fontsize=6)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -139,8 +150,6 @@ def plot_deltas(table: pd.DataFrame, conds: pd.DataFrame, method: str, title: st
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from stimuli.loader import load_set
-
     path = Path(args.vectors) if args.vectors else default_library(args.model)
     if not path.exists():
         print(f"error: no emotion-vector library at {path}.\nRun experiment 09 first "
@@ -153,6 +162,17 @@ def main(argv=None) -> int:
         raise LLMCTError(f"emotions {missing} are not in {path} (have {library.labels})")
     out = Outputs(out_dir_for(EXP_DIR, args), args.overwrite)
     out.claim(RESULTS)
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return run(args, library, path, out)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run(args, library, path: Path, out: Outputs) -> int:
+    """Every condition: steer, ask, sample, score fluency; then ratings, tables and figures."""
     t0 = time.time()
 
     model, tok = load_model(args.model, dtype=args.dtype, device=args.device)
@@ -167,6 +187,9 @@ def main(argv=None) -> int:
     norm = mean_residual_norm(model, tok, neutral[:args.norm_texts], layer, mean_from=1,
                               batch_size=4)
     pairs = sample_pairs(len(items), args.pairs_per_activity, seed=args.seed)
+    if args.max_pairs:
+        keep = np.random.default_rng(args.seed).permutation(len(pairs))[:args.max_pairs]
+        pairs = pairs[np.sort(keep)]
     conds = conditions(library, args.emotions, args.alphas, args.random_controls, layer,
                        model.config.hidden_size, args.seed)
     print(f"[11] layer {layer}, mean residual norm {norm:.2f}, {len(pairs)} pairs x 2 orders, "
@@ -197,8 +220,13 @@ def main(argv=None) -> int:
               f"LM loss {loss:.3f} ({time.time() - t0:.0f}s) | {reply[:70]!r}", flush=True)
 
     conds_df = pd.DataFrame(cond_rows)
-    table = rating_table(pairs, scores, cats, baseline="baseline", n_boot=args.n_boot,
-                         seed=args.seed, elo_k=args.elo_k, elo_orders=args.elo_orders)
+    randoms = {a: list(conds_df.condition[(conds_df.kind == "random") & (conds_df.alpha == a)])
+               for a in args.alphas}
+    controls = {r.condition: randoms[r.alpha] for r in conds_df.itertuples()
+                if r.kind == "emotion" and randoms[r.alpha]}
+    table = rating_table(pairs, scores, cats, baseline="baseline", controls=controls,
+                         n_boot=args.n_boot, seed=args.seed, elo_k=args.elo_k,
+                         elo_orders=args.elo_orders)
     table = conds_df[["condition", "kind", "emotion", "alpha"]].merge(table, on="condition")
     mat = np.stack([scores[c] for c in scores])
     per_item = []
@@ -216,6 +244,7 @@ def main(argv=None) -> int:
     info = dict(model=args.model, model_fingerprint=model_fingerprint(model), layer=layer,
                 mean_residual_norm=norm, norm_texts=args.norm_texts, start=args.start,
                 n_pairs=int(len(pairs)), pairs_per_activity=args.pairs_per_activity,
+                max_pairs=args.max_pairs,
                 vectors=str(path), vectors_meta=library.meta, n_boot=args.n_boot,
                 elo_k=args.elo_k, elo_orders=args.elo_orders, seed=args.seed,
                 seconds=round(time.time() - t0, 1), torch_threads=torch.get_num_threads())
@@ -223,6 +252,8 @@ def main(argv=None) -> int:
     title = (f"{args.model}: steering at layer {layer} (alpha x mean norm {norm:.1f}), "
              f"{len(pairs)} pairs x 2 orders; BT ratings, paired bootstrap over pairs")
     out.figure(plot_deltas(table, conds_df, "bt", title), "category_deltas")
+    out.figure(plot_deltas(table, conds_df, "bt", title, "excess",
+                           "emotion minus mean of random directions"), "category_excess")
     show = table[(table.method == "bt") & (table.kind != "baseline")]
     print(show.pivot_table(index="condition", columns="category", values="delta",
                            sort=False).round(1).to_string())

@@ -86,15 +86,33 @@ def _extend(model, cache, ids: Sequence[int], past_len: int):
     return out.past_key_values
 
 
+def _plan_batches(groups: list, batch_size: int, min_group: int) -> list[list[int]]:
+    """Row batches: a group of ``>= min_group`` rows gets batches of its own (they share a long
+    prefix); smaller groups are packed together (fewer, fuller forwards)."""
+    batches: list[list[int]] = []
+    mixed: list[int] = []
+    for g in dict.fromkeys(groups):
+        rows = [i for i, h in enumerate(groups) if h == g]
+        if len(rows) >= min_group:
+            batches += [rows[k:k + batch_size] for k in range(0, len(rows), batch_size)]
+            continue
+        if len(mixed) + len(rows) > batch_size:
+            batches.append(mixed)
+            mixed = []
+        mixed += rows
+    return batches + ([mixed] if mixed else [])
+
+
 def last_token_logits(model, seqs: Sequence[Sequence[int]], groups: Sequence | None = None, *,
-                      batch_size: int = 32, pad_id: int = 0, progress: bool = False
-                      ) -> torch.Tensor:
+                      batch_size: int = 32, min_group: int = 4, pad_id: int = 0,
+                      progress: bool = False) -> torch.Tensor:
     """``[N, vocab]`` float32 next-token logits after each sequence, computed in batches that
     share prefixes.
 
-    The prefix common to all sequences is run once; each batch (sequences of one ``group`` only,
-    in order of appearance) extends that cache by its own common prefix, repeats it across the
-    batch and runs the left-padded remainders. Equal to independent forwards up to float error.
+    The prefix common to all sequences is run once. Sequences of one ``group`` with at least
+    ``min_group`` members form their own batches, which extend that cache by their common prefix
+    (e.g. the same option A), repeat it across the batch and run the left-padded remainders;
+    smaller groups are packed into mixed batches. Equal to independent forwards up to float error.
     """
     seqs = [list(s) for s in seqs]
     if not seqs or min(len(s) for s in seqs) < 1:
@@ -103,17 +121,14 @@ def last_token_logits(model, seqs: Sequence[Sequence[int]], groups: Sequence | N
     if len(groups) != len(seqs):
         raise LLMCTError(f"{len(groups)} groups for {len(seqs)} sequences")
     device = model_device(model)
-    batches: list[list[int]] = []
-    for g in dict.fromkeys(groups):
-        rows = [i for i, h in enumerate(groups) if h == g]
-        batches += [rows[k:k + batch_size] for k in range(0, len(rows), batch_size)]
+    batches = _plan_batches(groups, batch_size, min_group)
     out = torch.empty((len(seqs), model.get_output_embeddings().weight.shape[0]))
     with torch.inference_mode():
         shared = _prefix_len(seqs)
         root = _extend(model, None, seqs[0][:shared], 0) if shared else None
         for rows in tqdm(batches, desc="preferences", disable=not progress, unit="batch"):
             batch = [seqs[i] for i in rows]
-            common = max(_prefix_len(batch), shared) if len(batch) > 1 else len(batch[0]) - 1
+            common = max(_prefix_len(batch), shared) if len(batch) > 1 else shared
             cache = copy.deepcopy(root)  # forwards append to a cache in place
             if common > shared:
                 cache = _extend(model, cache, batch[0][shared:common], shared)
@@ -341,14 +356,18 @@ def group_means(values: np.ndarray, groups: Sequence[str]) -> tuple[list[str], n
 
 
 def rating_table(pairs, scores: dict[str, np.ndarray], categories: Sequence[str], *,
-                 baseline: str, methods: Sequence[str] = ("elo", "bt"), n_boot: int = 500,
-                 ci: float = 0.95, seed: int = 0, elo_k: float = 32.0, elo_orders: int = 20
-                 ) -> pd.DataFrame:
-    """Category ratings per condition and their change vs ``baseline``, with paired bootstrap CIs
-    over pairs. ``scores``: condition -> [P] soft outcomes; ``categories``: one per item."""
-    if baseline not in scores:
-        raise LLMCTError(f"baseline {baseline!r} is not among the conditions {list(scores)}")
+                 baseline: str, controls: dict[str, Sequence[str]] | None = None,
+                 methods: Sequence[str] = ("elo", "bt"), n_boot: int = 500, ci: float = 0.95,
+                 seed: int = 0, elo_k: float = 32.0, elo_orders: int = 20) -> pd.DataFrame:
+    """Category ratings per condition and their change vs ``baseline`` (``delta``), with paired
+    bootstrap CIs over pairs. ``scores``: condition -> [P] soft outcomes; ``categories``: one per
+    item. ``controls``: condition -> control conditions (e.g. random directions of the same
+    norm); ``excess`` = the condition's rating minus the mean of its controls' (NaN if none)."""
     names = list(scores)
+    controls = controls or {}
+    for cond in [baseline, *controls, *(c for cs in controls.values() for c in cs)]:
+        if cond not in scores:
+            raise LLMCTError(f"condition {cond!r} is not among the conditions {names}")
     mat = np.stack([np.asarray(scores[c], dtype=float) for c in names])
     n_items = len(categories)
     b0 = names.index(baseline)
@@ -360,13 +379,19 @@ def rating_table(pairs, scores: dict[str, np.ndarray], categories: Sequence[str]
         cats, point_c = group_means(point, categories)
         _, boot_c = group_means(boot, categories)
         for c, cond in enumerate(names):
+            ctl = [names.index(k) for k in controls.get(cond, ())]
             for g, cat in enumerate(cats):
-                lo, hi = percentile_ci(boot_c[:, c, g], ci)
-                d = boot_c[:, c, g] - boot_c[:, b0, g]
-                dlo, dhi = percentile_ci(d, ci)
-                rows.append(dict(method=method, condition=cond, category=cat,
-                                 rating=point_c[c, g], lo=lo, hi=hi,
-                                 delta=point_c[c, g] - point_c[b0, g], delta_lo=dlo, delta_hi=dhi))
+                row = dict(method=method, condition=cond, category=cat, rating=point_c[c, g])
+                row["lo"], row["hi"] = percentile_ci(boot_c[:, c, g], ci)
+                row["delta"] = point_c[c, g] - point_c[b0, g]
+                row["delta_lo"], row["delta_hi"] = percentile_ci(
+                    boot_c[:, c, g] - boot_c[:, b0, g], ci)
+                row["excess"] = row["excess_lo"] = row["excess_hi"] = np.nan
+                if ctl:
+                    row["excess"] = point_c[c, g] - point_c[ctl, g].mean()
+                    row["excess_lo"], row["excess_hi"] = percentile_ci(
+                        boot_c[:, c, g] - boot_c[:, ctl, g].mean(-1), ci)
+                rows.append(row)
     return pd.DataFrame(rows)
 
 

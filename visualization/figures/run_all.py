@@ -60,8 +60,10 @@ def _heatmap(ax, grid, rows, cols, *, cmap, vmin, vmax, fmt="{:.2f}", label=None
     im = ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
     for (r, c), v in np.ndenumerate(grid):
         if np.isfinite(v) and grid.size <= 200:
+            red, green, blue, _ = im.cmap(im.norm(v))
+            dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
             ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=6,
-                    color="white" if (v - vmin) / max(vmax - vmin, 1e-9) > 0.6 else "black")
+                    color="white" if dark else "black")
     ax.set_xticks(range(len(cols)), [str(c) for c in cols], fontsize=7)
     ax.set_yticks(range(len(rows)), [str(r) for r in rows], fontsize=7)
     ax.grid(False)
