@@ -31,11 +31,12 @@ def test_metrics_by_hand():
 def test_single_pass_equals_per_prefix(embedded, position):
     model, tok = embedded
     sc = load_scenario(SCENARIO)
-    chat = [{"role": m.role, "content": m.content} for m in sc.messages[:11]]
+    chat = [{"role": m.role, "content": m.content} for m in sc.messages[:9]]
     one = conversation_snapshots(model, tok, chat, sources=["hidden_in", "attn_out", "mlp_out"],
-                                 layers="all", position=position)
+                                 layers=[0, 7, 15, 22, 29], position=position)
     many = conversation_snapshots(model, tok, chat, sources=["hidden_in", "attn_out", "mlp_out"],
-                                  layers="all", position=position, force_per_prefix=True)
+                                  layers=[0, 7, 15, 22, 29], position=position,
+                                  force_per_prefix=True)
     assert one.mode == "single_pass" and many.mode == "per_prefix"
     for s in ("hidden_in", "attn_out", "mlp_out"):
         a, b = one.capture[s], many.capture[s]
@@ -44,7 +45,7 @@ def test_single_pass_equals_per_prefix(embedded, position):
         # its own scale (absolute when that is below 1). Exactness is proven in float64 below.
         scale = np.maximum(1.0, np.abs(a).max(-1))
         assert (np.abs(a - b).max(-1) / scale).max() <= 1e-4, s
-    assert many.tokens_processed > 4 * one.tokens_processed  # 11 of the 20 messages
+    assert many.tokens_processed > 3 * one.tokens_processed  # 9 of the 20 messages
 
 
 @pytest.mark.integration
@@ -85,7 +86,9 @@ def test_scan_writes_everything_and_never_overwrites(embedded, tmp_path):
                                             "top_reference", "fading_memory",
                                             "discriminative_layers"}
     assert (tmp_path / "lib.safetensors").stat().st_size < 1_000_000
-    again = run_scan(sc, out=tmp_path / "scan", model_and_tokenizer=embedded, report=False)
+    small = sc.model_copy(deep=True)
+    small.capture.layers = [0, -1]
+    again = run_scan(small, out=tmp_path / "scan", model_and_tokenizer=embedded, report=False)
     assert again != out and again.name.startswith("scan-")  # a new folder, nothing replaced
     assert (out / "metrics.csv").exists()
 
