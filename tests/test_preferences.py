@@ -13,8 +13,10 @@ from llmct.preferences import (
     combine_orders,
     elo_ratings,
     group_means,
+    hard_outcomes,
     last_token_logits,
     rating_table,
+    ratings,
     sample_pairs,
 )
 from llmct.steering import random_direction, steer
@@ -64,8 +66,12 @@ def test_elo_and_bt_agree_on_hard_and_soft_outcomes(truth):
     scores = _win_prob(truth[pairs[:, 0]], truth[pairs[:, 1]])
     elo = elo_ratings(pairs, scores, len(truth), k=16, n_orders=10)
     assert spearmanr(elo, bt_ratings(pairs, scores, len(truth))).statistic > 0.95
-    hard = (scores > 0.5).astype(float)  # items with a perfect record stay finite (prior)
-    assert np.isfinite(bt_ratings(pairs, hard, len(truth))).all()
+    hard = hard_outcomes(scores)  # items with a perfect record stay finite (prior)
+    assert set(np.unique(hard)) <= {0.0, 1.0} and np.isfinite(bt_ratings(pairs, hard, 12)).all()
+    assert hard_outcomes([0.2, 0.5, 0.51]).tolist() == [0.0, 0.5, 1.0]
+    hard_elo = ratings("elo-hard", pairs, scores, len(truth), elo_k=16, elo_orders=10)
+    assert spearmanr(hard_elo, truth).statistic > 0.9
+    assert np.ptp(hard_elo) > np.ptp(elo)  # hard outcomes exaggerate small preferences
 
 
 def test_order_swapping_cancels_a_pure_position_bias():
@@ -121,7 +127,7 @@ def test_rating_table_pairs_conditions_and_zeroes_the_baseline(truth):
     table = rating_table(pairs, {"base": base, "steered": steered, "control": base}, cats,
                          baseline="base", controls={"steered": ["control"]}, n_boot=100,
                          elo_orders=5)
-    assert set(table.method) == {"elo", "bt"}
+    assert set(table.method) == {"elo", "bt", "elo-hard"}
     assert (table[table.condition == "base"].delta.abs() < 1e-9).all()
     bt = table[(table.method == "bt") & (table.condition == "steered")].set_index("category")
     assert bt.loc["low", "delta"] == pytest.approx(80.0, abs=2.0)

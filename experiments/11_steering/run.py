@@ -37,7 +37,7 @@ EXP_DIR = Path(__file__).resolve().parent
 LIBRARY_NAME = "emotion_vectors_en.safetensors"
 SAMPLE_PROMPT = "Tell me about your plans for the weekend."
 RESULTS = ("choices.csv", "activity_ratings.csv", "category_ratings.csv", "conditions.csv",
-           "samples.csv", "run.json", "category_deltas.png", "category_deltas.svg",
+           "samples.csv", "effect_sizes.csv", "run.json", "category_deltas.png", "category_deltas.svg",
            "category_excess.png", "category_excess.svg")
 
 
@@ -241,6 +241,12 @@ def run(args, library, path: Path, out: Outputs) -> int:
     out.csv("category_ratings.csv", table)
     out.csv("conditions.csv", conds_df)
     out.csv("samples.csv", pd.DataFrame(samples))
+    steered = table[table.kind != "baseline"].assign(abs_delta=lambda f: f.delta.abs())
+    sizes = steered.groupby(["method", "condition", "kind", "emotion", "alpha"], sort=False).agg(
+        mean_abs_delta=("abs_delta", "mean"), max_abs_delta=("abs_delta", "max"),
+        n_ci_excluding_0=("delta_lo", lambda lo: int(((lo > 0) | (
+            steered.loc[lo.index, "delta_hi"] < 0)).sum()))).reset_index()
+    out.csv("effect_sizes.csv", sizes)
     info = dict(model=args.model, model_fingerprint=model_fingerprint(model), layer=layer,
                 mean_residual_norm=norm, norm_texts=args.norm_texts, start=args.start,
                 n_pairs=int(len(pairs)), pairs_per_activity=args.pairs_per_activity,

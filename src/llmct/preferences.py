@@ -308,14 +308,32 @@ def bt_ratings(pairs, scores, n_items: int, *, weights=None, prior: float = 0.01
     return ratings.reshape(*lead, n_items)
 
 
+METHODS = ("elo", "bt", "elo-hard")
+
+
+def hard_outcomes(scores) -> np.ndarray:
+    """Soft outcomes rounded to a win (1), loss (0) or tie (0.5): what a sampled or argmax
+    choice would record."""
+    s = np.asarray(scores, dtype=np.float64)
+    return np.where(s > 0.5, 1.0, np.where(s < 0.5, 0.0, 0.5))
+
+
+def _check_method(method: str) -> tuple[str, bool]:
+    """(rating model, whether outcomes are hardened) of a method name in :data:`METHODS`."""
+    if method not in METHODS:
+        raise LLMCTError(f"unknown rating method {method!r}; use one of {METHODS}")
+    return method.removesuffix("-hard"), method.endswith("-hard")
+
+
 def ratings(method: str, pairs, scores, n_items: int, *, seed: int = 0, elo_k: float = 32.0,
             elo_orders: int = 20) -> np.ndarray:
-    """:func:`elo_ratings` or :func:`bt_ratings` of [..., P] scores -> [..., n_items]."""
-    if method == "bt":
+    """[..., P] scores -> [..., n_items] ratings by ``method``: 'elo' (:func:`elo_ratings`),
+    'bt' (:func:`bt_ratings`), or 'elo-hard' (Elo of :func:`hard_outcomes`)."""
+    model, hard = _check_method(method)
+    scores = hard_outcomes(scores) if hard else scores
+    if model == "bt":
         return bt_ratings(pairs, scores, n_items)
-    if method == "elo":
-        return elo_ratings(pairs, scores, n_items, k=elo_k, n_orders=elo_orders, seed=seed)
-    raise LLMCTError(f"unknown rating method {method!r}; use 'elo' or 'bt'")
+    return elo_ratings(pairs, scores, n_items, k=elo_k, n_orders=elo_orders, seed=seed)
 
 
 def bootstrap_ratings(method: str, pairs, scores, n_items: int, *, n_boot: int = 500,
@@ -324,14 +342,14 @@ def bootstrap_ratings(method: str, pairs, scores, n_items: int, *, n_boot: int =
     """``[n_boot, C, n_items]`` ratings with pairs resampled with replacement; ``scores`` [C, P]
     (conditions share each resample, so differences between conditions are paired). Elo plays
     each resample in ``elo_orders`` random orders and averages them."""
-    if method not in ("elo", "bt"):
-        raise LLMCTError(f"unknown rating method {method!r}; use 'elo' or 'bt'")
+    model, hard = _check_method(method)
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    scores = hard_outcomes(scores) if hard else scores
     n_cond, n_pairs = scores.shape
     idx = bootstrap_indices(n_pairs, n_boot, seed)
     out = np.empty((n_boot, n_cond, n_items))
-    if method == "bt":
+    if model == "bt":
         counts = np.stack([np.bincount(r, minlength=n_pairs) for r in idx]).astype(float)
         for c in range(n_cond):
             out[:, c] = bt_ratings(pairs, scores[c], n_items, weights=counts)
@@ -357,7 +375,7 @@ def group_means(values: np.ndarray, groups: Sequence[str]) -> tuple[list[str], n
 
 def rating_table(pairs, scores: dict[str, np.ndarray], categories: Sequence[str], *,
                  baseline: str, controls: dict[str, Sequence[str]] | None = None,
-                 methods: Sequence[str] = ("elo", "bt"), n_boot: int = 500, ci: float = 0.95,
+                 methods: Sequence[str] = METHODS, n_boot: int = 500, ci: float = 0.95,
                  seed: int = 0, elo_k: float = 32.0, elo_orders: int = 20) -> pd.DataFrame:
     """Category ratings per condition and their change vs ``baseline`` (``delta``), with paired
     bootstrap CIs over pairs. ``scores``: condition -> [P] soft outcomes; ``categories``: one per
@@ -397,6 +415,7 @@ def rating_table(pairs, scores: dict[str, np.ndarray], categories: Sequence[str]
 
 __all__ = [
     "LABELS",
+    "METHODS",
     "PROMPT",
     "Choices",
     "ask_preferences",
@@ -405,6 +424,7 @@ __all__ = [
     "combine_orders",
     "elo_ratings",
     "group_means",
+    "hard_outcomes",
     "label_token_ids",
     "last_token_logits",
     "preference_prompt_ids",
