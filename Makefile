@@ -40,6 +40,7 @@ EXP ?=
 ARGS ?=
 SHARDS ?= 1
 FORCE ?=
+KEEP_GOING ?=
 CLOUD := bash scripts/cloud.sh
 
 .PHONY: summary figures reproduce determinism cloud-setup cloud-sync cloud-run cloud-status \
@@ -51,9 +52,9 @@ summary: setup  ## cross-model table from every outputs/<slug>/ -> experiments/1
 figures: setup  ## every publication figure, PNG + SVG, from the CSVs -> visualization/figures/output/
 	$(RUN) python visualization/figures/run_all.py
 
-reproduce: setup  ## experiments 00..12 on MODEL (finished ones skipped; FORCE=1 re-runs), then figures
-	$(RUN) python scripts/reproduce.py --model $(MODEL) $(if $(FORCE),--force); \
-	status=$$?; $(MAKE) --no-print-directory figures; exit $$status
+reproduce: setup  ## experiments 00..12 on MODEL, then figures (done ones skipped; FORCE=1, KEEP_GOING=1)
+	$(RUN) python scripts/reproduce.py --model $(MODEL) $(if $(FORCE),--force) $(if $(KEEP_GOING),--keep-going); \
+	status=$$?; $(RUN) python visualization/figures/run_all.py; exit $$status
 
 determinism: setup  ## 02_probes (stored activations) + 00_ct_scan twice; fails on any CSV difference
 	$(RUN) python scripts/check_determinism.py --model $(MODEL)

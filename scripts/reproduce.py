@@ -4,7 +4,7 @@ An experiment whose ``outputs/<model-slug>/`` already holds results is skipped (
 overwritten) unless ``--force``, which passes ``--overwrite``; 12_summary is always recomputed
 (it is a pure function of the other CSVs). Each experiment's output is shown live and kept in
 ``outputs/tmp/reproduce/<slug>-<stamp>/NN_name.log`` with a ``timings.csv``. A failed experiment
-is reported and the rest still run (the ones that need its outputs fail fast, naming it).
+stops the run (later experiments read earlier outputs) unless ``--keep-going``.
 
     uv run --no-sync python scripts/reproduce.py --model default [--force] [--only 02 03]
 """
@@ -65,6 +65,8 @@ def main(argv=None) -> int:
                     help="re-run experiments that already have results (passes --overwrite)")
     ap.add_argument("--only", nargs="*", default=None, metavar="NN",
                     help="only these experiments (e.g. 00 02 or 02_probes)")
+    ap.add_argument("--keep-going", action="store_true",
+                    help="run the remaining experiments after a failure")
     ap.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     args = ap.parse_args(argv)
 
@@ -100,6 +102,10 @@ def main(argv=None) -> int:
         status = "ok" if rc == 0 else f"failed (exit {rc})"
         print(f"{head}: {status} in {secs / 60:.1f} min", flush=True)
         rows.append((name, status, secs))
+        if rc and not args.keep_going:
+            print(f"{head}: stopping (log {logs.relative_to(ROOT)}/{name}.log; --keep-going / "
+                  "KEEP_GOING=1 runs the rest anyway)", flush=True)
+            break
     print("\nexperiment            status              minutes")
     for name, status, secs in rows:
         print(f"{name:<21} {status:<19} {secs / 60:7.1f}")

@@ -208,8 +208,8 @@ def test_summary_row_per_model_missing_experiment_gives_nan_and_note(tmp_path):
     assert a.ct_most_discriminative_layer == 3 and a.ct_most_discriminative_layer_centred == 0
     assert a.vec_pc1_valence_r == pytest.approx(0.85)
     assert a.xling_rsa_r == pytest.approx(0.86) and a.xling_rsa_p == pytest.approx(1e-4)
-    assert a.steer_alpha == 0.4 and a.steer_angry_misaligned_elo == pytest.approx(4.0)
-    assert a.steer_angry_helpful_elo == pytest.approx(-4.0)
+    assert a.steer_alpha == 0.4 and a.steer_angry_misaligned == pytest.approx(4.0)
+    assert a.steer_angry_helpful == pytest.approx(-4.0) and a.steer_random_max_abs == 4.0
     assert a.attn_top_type_set_b == "first" and a.attn_heads_differing == "4/8"
     assert a.attn_emotion_cells_fdr == "4/8"
     assert math.isnan(a.ko_max_accuracy_drop)
@@ -246,21 +246,32 @@ def test_summary_cli_writes_csv_and_markdown_and_never_silently_overwrites(tmp_p
     assert summary12.main([*args, "--overwrite"]) == 0
 
 
-def test_figures_from_csvs_alone_png_svg_and_skip_missing(tmp_path, capsys):
+def test_figures_png_svg_from_csvs_alone_and_missing_ones_skipped(tmp_path, capsys):
     from visualization.figures import run_all
 
-    synthetic_tree(tmp_path / "exp", "m")
-    written, notes = run_all.run_all(tmp_path / "exp", tmp_path / "figs")
-    names = {p.name for p in written}
-    expected = set(run_all.FIGURES) - {"fig06_knockout"}
-    for name in expected:
-        assert f"{name}.png" in names and f"{name}.svg" in names, name
-    for p in written:
-        assert p.stat().st_size > 1000
-    assert any("fig06_knockout" in n for n in notes)
-    assert "skip fig06_knockout [m]" in capsys.readouterr().out
-    # --only limits the work; an unknown model folder is a skip, not an error
-    written, notes = run_all.run_all(tmp_path / "exp", tmp_path / "figs2", models=["m", "zz"],
-                                     only=["02"])
-    assert {p.name for p in written} == {"fig02_probes.png", "fig02_probes.svg"}
-    assert any("[zz]" in n for n in notes)
+    synthetic_tree(tmp_path / "exp", "m")  # no 06_knockout
+    written, notes = run_all.run_all(tmp_path / "exp", tmp_path / "figs", models=["m", "zz"],
+                                     only=["02", "06", "11"])
+    assert sorted(p.name for p in written) == ["fig02_probes.png", "fig02_probes.svg",
+                                               "fig11_steering.png", "fig11_steering.svg"]
+    assert all(p.parent == tmp_path / "figs" / "m" and p.stat().st_size > 1000 for p in written)
+    assert (tmp_path / "figs/m/fig02_probes.svg").read_text().lstrip().startswith("<?xml")
+    out = capsys.readouterr().out
+    assert "skip fig06_knockout [m]" in out and "[zz]" in out
+    assert len(notes) == 4  # knockout for m; all three for the unknown model zz
+
+
+def test_every_figure_builds_from_synthetic_csvs(tmp_path):
+    """Each figure function on the synthetic tree (drawing/saving is covered above)."""
+    import matplotlib.pyplot as plt
+
+    from visualization.figures import run_all, style_config
+
+    synthetic_tree(tmp_path, "m", skip=())
+    style_config.apply_style()
+    for name, (exp, fn) in run_all.FIGURES.items():
+        fig = fn(tmp_path / exp / "outputs" / "m", "m")
+        assert fig.axes, name
+        plt.close(fig)
+    with pytest.raises(run_all.Skip):
+        run_all.fig02_probes(tmp_path / "nowhere", "m")

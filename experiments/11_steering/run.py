@@ -182,6 +182,7 @@ def run(args, library, path: Path, out: Outputs) -> int:
         raise LLMCTError(f"layer {layer} is not in the vector library (layers {library.layers})")
     acts = load_set("activities")
     items = [a.text for a in acts]
+    ids = [a.id for a in acts]
     cats = [a.label for a in acts]
     neutral = [s.text for s in load_set("neutral_dialogues", "en")]
     norm = mean_residual_norm(model, tok, neutral[:args.norm_texts], layer, mean_from=1,
@@ -205,7 +206,7 @@ def run(args, library, path: Path, out: Outputs) -> int:
                                    max_new_tokens=args.sample_tokens)
             loss = lm_loss(model, tok, fluency_texts) if fluency_texts else float("nan")
         scores[name] = ch.scores
-        frame = ch.frame(items)
+        frame = ch.frame(ids)
         frame.insert(0, "condition", name)
         choice_rows.append(frame)
         cond_rows.append(dict(condition=name, kind=kind, emotion=emotion or "baseline",
@@ -234,7 +235,7 @@ def run(args, library, path: Path, out: Outputs) -> int:
         r = ratings(method, pairs, mat, len(items), seed=args.seed, elo_k=args.elo_k,
                  elo_orders=args.elo_orders)
         for c, cond in enumerate(scores):
-            per_item += [dict(method=method, condition=cond, activity=items[i], category=cats[i],
+            per_item += [dict(method=method, condition=cond, activity=ids[i], category=cats[i],
                               rating=r[c, i], delta=r[c, i] - r[0, i]) for i in range(len(items))]
     out.csv("choices.csv", pd.concat(choice_rows, ignore_index=True))
     out.csv("activity_ratings.csv", pd.DataFrame(per_item))

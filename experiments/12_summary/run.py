@@ -73,8 +73,14 @@ def value(df: pd.DataFrame, col: str, **eq):
 
 
 def metric(df: pd.DataFrame, name: str, col: str = "value", **eq):
-    """A row of a long ``summary.csv`` (columns metric, value, p, ...) by its metric text."""
-    return value(df, col, metric=name, **eq)
+    """The ``col`` of the row of a long ``summary.csv`` (columns metric, value, p, ...) whose
+    metric text starts with ``name`` (experiments append details such as how p was computed)."""
+    if "metric" not in df.columns:
+        raise Missing("no column 'metric'")
+    sub = rows(df[df.metric.astype(str).str.startswith(name)], **eq)
+    if sub.empty:
+        raise Missing(f"no metric starting {name!r} with {eq}")
+    return value(sub, col)
 
 
 def guarded(out: dict, note: list, fn: Callable[[], dict], what: str) -> None:
@@ -208,9 +214,9 @@ def read_geometry(folder: Path) -> dict:
 def read_vectors(folder: Path) -> dict:
     s = csv(folder, "summary.csv")
     name = "PC1 x valence (LOO pole projection) r"
-    return {"vec_pc1_valence_r": metric(s, name, kind="projected"),
+    return {"vec_pc1_valence_r": abs(metric(s, name, kind="projected")),  # PC sign arbitrary
             "vec_pc1_valence_p": metric(s, name, "p", kind="projected"),
-            "vec_pc1_valence_r_centred": metric(s, name, kind="centred"),
+            "vec_pc1_valence_r_centred": abs(metric(s, name, kind="centred")),
             "vec_layer": int(s.layer.iloc[0])}
 
 
@@ -227,7 +233,8 @@ def read_crosslingual(folder: Path) -> dict:
             "xling_layer": int(s.layer.iloc[0])}
 
 
-def read_steering(folder: Path, method: str = "elo") -> dict:
+def read_steering(folder: Path, method: str = "bt") -> dict:
+    """Bradley-Terry category ratings (Elo scale, order-swapped soft outcomes; 11's headline)."""
     t = csv(folder, "category_ratings.csv")
     t = rows(t, method=method)
     alpha = float(t.loc[t.kind == "emotion", "alpha"].max())
@@ -235,10 +242,16 @@ def read_steering(folder: Path, method: str = "elo") -> dict:
         raise Missing("no emotion-steering condition")
     at = t[np.isclose(t.alpha, alpha)]
     rand = at[at.kind == "random"]
-    return {"steer_alpha": alpha,
-            "steer_angry_misaligned_elo": value(at, "delta", emotion="angry", category="misaligned"),
-            "steer_angry_helpful_elo": value(at, "delta", emotion="angry", category="helpful"),
-            "steer_random_max_abs_elo": float(rand.delta.abs().max()) if len(rand) else NAN}
+    out = {"steer_alpha": alpha,
+           "steer_angry_misaligned": value(at, "delta", emotion="angry", category="misaligned"),
+           "steer_angry_helpful": value(at, "delta", emotion="angry", category="helpful"),
+           "steer_random_max_abs": float(rand.delta.abs().max()) if len(rand) else NAN}
+    if "excess" in at.columns:  # emotion minus the mean of the random directions, with its CI
+        for cat in ("misaligned", "helpful"):
+            for col, suffix in (("excess", ""), ("excess_lo", "_lo"), ("excess_hi", "_hi")):
+                out[f"steer_angry_{cat}_excess{suffix}"] = value(at, col, emotion="angry",
+                                                                 category=cat)
+    return out
 
 
 def _ct_findings(folder: Path) -> tuple[pd.DataFrame, Path]:
@@ -389,10 +402,10 @@ SECTIONS = [
         ("geo_cross_set_diff_p", "its permutation p", "-"),
     ), read_geometry),
     Section("09_emotion_vectors", _cols(
-        ("vec_pc1_valence_r", "PC1 of the (projected) vectors vs LOO valence pole projection",
-         "0.82-0.89"),
-        ("vec_pc1_valence_p", "its p", "-"),
-        ("vec_pc1_valence_r_centred", "same for raw-centred vectors", "-"),
+        ("vec_pc1_valence_r", "|r| of PC1 of the (projected) vectors with the LOO valence "
+         "pole projection (PC sign is arbitrary)", "0.82-0.89"),
+        ("vec_pc1_valence_p", "its p (as 09 computes it)", "-"),
+        ("vec_pc1_valence_r_centred", "same |r| for raw-centred vectors", "-"),
         ("vec_layer", "analysis layer", "~2/3 depth"),
     ), read_vectors),
     Section("10_crosslingual", _cols(
@@ -406,9 +419,19 @@ SECTIONS = [
     ), read_crosslingual),
     Section("11_steering", _cols(
         ("steer_alpha", "largest steering strength (x mean residual norm)", "-"),
-        ("steer_angry_misaligned_elo", "Elo change of 'misaligned' under angry steering", "+30.6"),
-        ("steer_angry_helpful_elo", "Elo change of 'helpful' under angry steering", "-23.0"),
-        ("steer_random_max_abs_elo", "largest |Elo change| under a random direction", "-"),
+        ("steer_angry_misaligned", "change of 'misaligned' under angry steering (Bradley-Terry, "
+         "Elo scale)", "+30.6 Elo"),
+        ("steer_angry_helpful", "change of 'helpful' under angry steering (BT)", "-23.0 Elo"),
+        ("steer_random_max_abs", "largest |change| of any category under a random direction",
+         "-"),
+        ("steer_angry_misaligned_excess", "angry 'misaligned' change minus the random "
+         "directions' (BT)", "-"),
+        ("steer_angry_misaligned_excess_lo", "its paired bootstrap 95% CI low", "-"),
+        ("steer_angry_misaligned_excess_hi", "CI high", "-"),
+        ("steer_angry_helpful_excess", "angry 'helpful' change minus the random directions'",
+         "-"),
+        ("steer_angry_helpful_excess_lo", "its CI low", "-"),
+        ("steer_angry_helpful_excess_hi", "CI high", "-"),
     ), read_steering),
 ]
 
@@ -416,9 +439,9 @@ SECTIONS = [
 # -- assembly -------------------------------------------------------------------------------------
 
 def model_slugs(root: Path) -> list[str]:
-    """Every ``<slug>`` folder under ``<root>/*/outputs/`` (this experiment's own excluded)."""
-    slugs = {p.name for p in root.glob("*/outputs/*") if p.is_dir()
-             and p.parents[1].name != EXP_DIR.name}
+    """Every non-empty ``<slug>`` folder under ``<root>/*/outputs/`` (not this experiment's)."""
+    slugs = {p.name for p in root.glob("*/outputs/*") if p.is_dir() and any(p.iterdir())
+             and p.parents[1].name != EXP_DIR.name}  # empty: a run that failed to load
     return sorted(slugs)
 
 
@@ -466,6 +489,8 @@ def _fmt(v, col: str) -> str:
     """Layers as integers, p-values in 2 significant digits, other numbers to 3 decimals."""
     if isinstance(v, str) or not np.isscalar(v) or isinstance(v, bool | np.bool_):
         return str(v)
+    if isinstance(v, int | np.integer):
+        return str(v)
     v = float(v)
     if math.isnan(v):
         return "—"
@@ -489,7 +514,8 @@ def markdown(table: pd.DataFrame) -> str:
                   "|---|---|---|" + "---|" * len(slugs)]
         for col, (meaning, paper) in sec.columns.items():
             vals = [_fmt(v, col) for v in table[col]]
-            lines.append(f"| `{col}` | {meaning} | {paper} | " + " | ".join(vals) + " |")
+            cells = [c.replace("|", "\\|") for c in (meaning, paper, *vals)]
+            lines.append(f"| `{col}` | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["## Notes", ""]
     lines += [f"- **{r.model}** (`--model {r.model_name}`): {r.notes or 'complete'}"

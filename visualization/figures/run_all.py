@@ -59,7 +59,7 @@ def _plt():
 def _heatmap(ax, grid, rows, cols, *, cmap, vmin, vmax, fmt="{:.2f}", label=None):
     im = ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
     for (r, c), v in np.ndenumerate(grid):
-        if np.isfinite(v) and grid.size <= 200:
+        if np.isfinite(v) and grid.shape[1] <= 12 and grid.size <= 200:
             red, green, blue, _ = im.cmap(im.norm(v))
             dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
             ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=6,
@@ -88,6 +88,7 @@ def fig00_ct_scan(folder: Path, slug: str):
                        vmin=0, vmax=float(np.nanmax(grid.to_numpy())))
         ax.set_xlabel("layer")
         ax.set_ylabel("snapshot (message)")
+        ax.set_yticks(range(len(grid.index)), [str(i) for i in grid.index], fontsize=6)
         ax.set_title(f"spread over references, {name} ({src})")
         ax.grid(False)
         fig.colorbar(im, ax=ax, shrink=0.8, label="max - min")
@@ -390,7 +391,8 @@ def fig09_emotion_vectors(folder: Path, slug: str):
     summary = folder / "summary.csv"
     if summary.exists():
         s = pd.read_csv(summary)
-        hit = s[(s.kind == kind) & (s.metric == "PC1 x valence (LOO pole projection) r")]
+        hit = s[(s.kind == kind)
+                & s.metric.str.startswith("PC1 x valence (LOO pole projection) r")]
         if len(hit):
             title += f": PC1 ~ valence r = {hit.value.iloc[0]:.2f}"
     ax.set_title(title)
@@ -433,7 +435,7 @@ def fig10_crosslingual(folder: Path, slug: str):
     return fig
 
 
-def fig11_steering(folder: Path, slug: str, method: str = "elo"):
+def fig11_steering(folder: Path, slug: str, method: str = "bt"):
     """Category rating change vs unsteered at the largest alpha, per emotion and random control."""
     table = read(folder, "category_ratings.csv")
     table = table[(table.method == method) & (table.kind != "baseline")]
@@ -457,7 +459,7 @@ def fig11_steering(folder: Path, slug: str, method: str = "elo"):
         ax.axhline(0, color="black", linewidth=0.6)
         ax.set_xticks(x, cats, rotation=60, ha="right", fontsize=7)
         ax.set_title(cond + (" (control)" if is_random else ""))
-    axes[0].set_ylabel(f"{method.upper()} change vs unsteered (95% CI)")
+    axes[0].set_ylabel(f"{method.upper()} rating change vs unsteered (Elo scale, 95% CI)")
     fig.suptitle(f"{slug}: steering at alpha = {alpha:g} x mean residual norm")
     return fig
 
@@ -478,7 +480,8 @@ FIGURES: dict[str, tuple[str, Callable]] = {
 
 
 def model_slugs(root: Path) -> list[str]:
-    return sorted({p.name for p in root.glob("*/outputs/*") if p.is_dir()
+    """Every non-empty ``<slug>`` folder under ``<root>/*/outputs/``."""
+    return sorted({p.name for p in root.glob("*/outputs/*") if p.is_dir() and any(p.iterdir())
                    and p.parents[1].name != "12_summary"})
 
 
