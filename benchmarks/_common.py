@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -46,10 +47,11 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
-def peak_memory_of(script: str, mode: str) -> float:
-    """Peak memory (MB) of a fresh process running ``script --memory MODE``."""
+def peak_memory_of(script: str, mode: str, env: dict | None = None) -> float:
+    """Peak memory (MB) of a fresh process running ``script --memory MODE`` (``env``: extra
+    environment variables, e.g. glibc malloc settings)."""
     out = subprocess.run([sys.executable, script, "--memory", mode], capture_output=True,
-                         text=True, check=True)
+                         text=True, check=True, env={**os.environ, **(env or {})})
     return float(out.stdout.strip().splitlines()[-1])
 
 

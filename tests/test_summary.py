@@ -104,13 +104,13 @@ def synthetic_tree(root: Path, slug: str = "tiny", skip=("06_knockout",)) -> Non
              "control": "none", "auroc_zeroshot": 0.8, "auroc_fewshot": 0.85,
              "difference": -0.05} for src in SOURCES for la in LAYERS])
     if f := out("05_patching"):
-        _write(f, "patching_vs_random.csv", [
-            {"pairing": p, "source": src, "layer": la, "n_pairs": 10,
-             "success_patch": 0.1 * la, "success_random": 0.05, "success_diff": 0.1 * la - 0.05,
+        _write(f, "patching_vs_controls.csv", [
+            {"pairing": p, "source": src, "layer": la, "control": c, "n_pairs": 10,
+             "success_patch": 0.1 * la, "success_control": 0.05, "success_diff": 0.1 * la - 0.05,
              "success_diff_lo": 0.1 * la - 0.1, "success_diff_hi": 0.1 * la,
-             "beats_random": la >= 2}
+             "verdict": f"beats {c}" if la >= 2 else f"no better than {c}"}
             for p in ("within set_a", "within set_b", "set_a -> set_b") for src in SOURCES
-            for la in LAYERS])
+            for la in LAYERS for c in ("random", "unpatched", "mean")])
     if f := out("06_knockout"):
         _write(f, "knockout_summary.csv", [
             {"set": s, "positions": "readout", "source": src, "layer": la, "mode": m,
@@ -203,7 +203,8 @@ def test_summary_row_per_model_missing_experiment_gives_nan_and_note(tmp_path):
     assert a.binary_saturation_depth == pytest.approx(0.333)
     assert a.set_c_p_emotional == pytest.approx(0.2)  # ~2/3 depth of 4 layers = layer 2
     assert a.patch_b_peak_success == pytest.approx(0.3) and a.patch_b_peak_at == "h@L3"
-    assert a.patch_cells_beating_random == "18/36"
+    assert a.patch_cells_beating_random == "18/36" and a.patch_cells_beating_mean == "18/36"
+    assert a.patch_b_mean_success == 0.05 and a.patch_b_minus_unpatched_hi == pytest.approx(0.3)
     assert a.ct_top_reference_raw == "joy" and a.ct_top_reference_centred == "peace"
     assert a.ct_most_discriminative_layer == 3 and a.ct_most_discriminative_layer_centred == 0
     assert a.vec_pc1_valence_r == pytest.approx(0.85)
@@ -220,7 +221,7 @@ def test_summary_row_per_model_missing_experiment_gives_nan_and_note(tmp_path):
 
 def test_summary_survives_broken_csv(tmp_path):
     synthetic_tree(tmp_path, "m", skip=())
-    path = tmp_path / "05_patching/outputs/m/patching_vs_random.csv"
+    path = tmp_path / "05_patching/outputs/m/patching_vs_controls.csv"
     pd.read_csv(path).drop(columns=["success_patch"]).to_csv(path, index=False)
     (tmp_path / "03_binary/outputs/m/scored_sets.csv").unlink()
     row = summary12.summary_table(tmp_path).iloc[0]

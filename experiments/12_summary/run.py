@@ -29,6 +29,8 @@ RESULTS = ("summary_table.csv", "summary_table.md")
 SET_PAIRS = {"set_a": ("set_a", "set_a"), "set_b": ("set_b", "set_b"),
              "a_to_b": ("set_a", "set_b")}
 PATCH_PAIRINGS = {"patch_b": "within set_b", "patch_ab": "set_a -> set_b"}
+PATCH_CONTROLS = {"random": "random vector of the same norm", "unpatched": "unpatched target",
+                  "mean": "mean activation over all stimuli"}
 NAN = float("nan")
 
 
@@ -143,19 +145,27 @@ def read_zeroshot(folder: Path, source: str = "hidden_out") -> dict:
 
 
 def read_patching(folder: Path) -> dict:
-    vs = csv(folder, "patching_vs_random.csv")
+    """Best patch cell per pairing and its paired differences from the random-vector, unpatched
+    and mean-activation controls (05's ``patching_vs_controls.csv``, one row per control)."""
+    vs = csv(folder, "patching_vs_controls.csv")
     out = {}
     for tag, pairing in PATCH_PAIRINGS.items():
         sub = rows(vs, pairing=pairing)
         if sub.empty:
             raise Missing(f"no pairing {pairing!r}")
         best = sub.sort_values(["success_patch", "layer"], ascending=[False, True]).iloc[0]
+        cell = sub[(sub.source == best.source) & (sub.layer == best.layer)]
         short = {"hidden_out": "h", "attn_out": "a", "mlp_out": "m"}.get(best.source, best.source)
         out.update({f"{tag}_peak_success": best.success_patch,
-                    f"{tag}_random_success": best.success_random,
-                    f"{tag}_diff_lo": best.success_diff_lo, f"{tag}_diff_hi": best.success_diff_hi,
                     f"{tag}_peak_at": f"{short}@L{int(best.layer)}"})
-    out["patch_cells_beating_random"] = f"{int(vs.beats_random.astype(bool).sum())}/{len(vs)}"
+        for control in PATCH_CONTROLS:
+            out[f"{tag}_{control}_success"] = value(cell, "success_control", control=control)
+            out[f"{tag}_minus_{control}_lo"] = value(cell, "success_diff_lo", control=control)
+            out[f"{tag}_minus_{control}_hi"] = value(cell, "success_diff_hi", control=control)
+    for control in PATCH_CONTROLS:
+        sub = rows(vs, control=control)
+        out[f"patch_cells_beating_{control}"] = (
+            f"{int(sub.verdict.astype(str).str.startswith('beats').sum())}/{len(sub)}")
     return out
 
 
@@ -364,11 +374,14 @@ SECTIONS = [
         c for tag, name in PATCH_PAIRINGS.items() for c in (
             (f"{tag}_peak_success", f"{name}: best patch success (source, layer)",
              "0.45-0.75" if tag == "patch_b" else "-"),
-            (f"{tag}_random_success", f"{name}: random vector of the same norm, same cell", "-"),
-            (f"{tag}_diff_lo", f"{name}: patch - random, paired bootstrap 95% CI low", "-"),
-            (f"{tag}_diff_hi", f"{name}: patch - random, CI high", "-"),
-            (f"{tag}_peak_at", f"{name}: where (h/a/m@layer)", "-"))],
-        ("patch_cells_beating_random", "(pairing, source, layer) cells whose CI excludes 0", "-"),
+            (f"{tag}_peak_at", f"{name}: where (h/a/m@layer)", "-"),
+            *[col for control, what in PATCH_CONTROLS.items() for col in (
+                (f"{tag}_{control}_success", f"{name}: {what}, same cell", "-"),
+                (f"{tag}_minus_{control}_lo", f"{name}: patch - {control}, paired bootstrap "
+                 "95% CI low", "-"),
+                (f"{tag}_minus_{control}_hi", "CI high", "-"))])],
+        *[(f"patch_cells_beating_{control}", f"(pairing, source, layer) cells beating the "
+           f"{control} control (CI of the difference > 0)", "-") for control in PATCH_CONTROLS],
     ), read_patching),
     Section("06_knockout", _cols(
         ("ko_clean_accuracy_a", "Set A answer accuracy without knockout (greedy token)", "-"),

@@ -218,34 +218,41 @@ def fig04_zeroshot(folder: Path, slug: str):
 
 
 def fig05_patching(folder: Path, slug: str):
-    """Patch success, random-vector control and their paired difference per source x layer."""
-    vs = read(folder, "patching_vs_random.csv")
+    """Patch success and its paired difference from each control (unpatched target, mean
+    activation, random vector of the same norm) per source x layer; boxed: CI excludes 0."""
+    vs = read(folder, "patching_vs_controls.csv")
     pairings = list(dict.fromkeys(vs.pairing))
-    fig, axes = st.panels(3 * len(pairings), width=3.4, height=2.2, ncols=3)
+    controls = [c for c in ("unpatched", "mean", "random") if c in set(vs.control)]
+    ncols = 1 + len(controls)
+    fig, axes = st.panels(ncols * len(pairings), width=3.2, height=2.2, ncols=ncols)
     for i, pairing in enumerate(pairings):
         sub = vs[vs.pairing == pairing]
         layers = sorted(sub.layer.unique())
         sources = [s for s in SOURCES if s in set(sub.source)]
         rows = [st.SOURCE_SHORT.get(s, s) for s in sources]
-        for j, (col, name, cmap, lo) in enumerate((
-                ("success_patch", "patch", st.sequential_cmap(), 0.0),
-                ("success_random", "random vector (same norm)", st.sequential_cmap(), 0.0),
-                ("success_diff", "patch - random", st.diverging_cmap(), -1.0))):
-            grid = sub.pivot_table(index="source", columns="layer", values=col)
-            grid = grid.reindex(index=sources, columns=layers).to_numpy(float)
-            ax = axes[3 * i + j]
-            _heatmap(ax, grid, rows, layers, cmap=cmap, vmin=lo, vmax=1.0,
-                     label="success" if j < 2 else "difference")
-            if j == 2 and "beats_random" in sub:
-                flag = sub.pivot_table(index="source", columns="layer", values="beats_random",
-                                       aggfunc="max").reindex(index=sources, columns=layers)
-                for (r, c), v in np.ndenumerate(flag.to_numpy(float)):
-                    if v == 1:
-                        ax.add_patch(_plt().Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False,
-                                                      edgecolor="black", linewidth=1.2))
-            ax.set_title(f"{pairing}: {name}", fontsize=8)
+
+        def grid(frame, col, sources=sources, layers=layers):
+            table = frame.pivot_table(index="source", columns="layer", values=col, aggfunc="max")
+            return table.reindex(index=sources, columns=layers).to_numpy(float)
+
+        ax = axes[ncols * i]
+        _heatmap(ax, grid(sub, "success_patch"), rows, layers, cmap=st.sequential_cmap(),
+                 vmin=0.0, vmax=1.0, label="success")
+        ax.set_title(f"{pairing}: patch", fontsize=8)
+        ax.set_xlabel("layer patched")
+        for j, control in enumerate(controls, start=1):
+            part = sub[sub.control == control].assign(
+                beats=lambda d: d.verdict.astype(str).str.startswith("beats").astype(float))
+            ax = axes[ncols * i + j]
+            _heatmap(ax, grid(part, "success_diff"), rows, layers, cmap=st.diverging_cmap(),
+                     vmin=-1.0, vmax=1.0, label="difference")
+            for (r, c), v in np.ndenumerate(grid(part, "beats")):
+                if v == 1:
+                    ax.add_patch(_plt().Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False,
+                                                  edgecolor="black", linewidth=1.2))
+            ax.set_title(f"{pairing}: patch - {control}", fontsize=8)
             ax.set_xlabel("layer patched")
-    fig.suptitle(f"{slug}: activation patching (boxed: paired 95% CI of patch - random > 0)")
+    fig.suptitle(f"{slug}: activation patching (boxed: paired 95% CI of the difference > 0)")
     return fig
 
 
