@@ -175,9 +175,20 @@ cmd_fetch() {
   run rsync -az --prune-empty-dirs "${filters[@]}" --include '*/' --include '*/outputs/**' \
     --exclude '*' -e "$RSYNC_SSH" "$HOST:$RDIR/experiments/" "$dest/experiments/"
   run rsync -az -e "$RSYNC_SSH" "$HOST:$RDIR/logs/" "$dest/logs/"
-  # 2) into the working tree, never replacing a local file that is newer
-  run rsync -a --update "$dest/experiments/" "$ROOT/experiments/"
-  echo "fetched into outputs/cloud/$stamp (remote copy) and experiments/*/outputs (--update)"
+  # 2) into the working tree: new files only; a local file is never replaced (results are
+  #    written once), and the cross-model summary is always rebuilt locally (make summary)
+  if [[ "$DRY" != 1 ]]; then
+    local kept
+    kept="$(rsync -rcn --existing --exclude '12_summary/' --out-format='%n' \
+            "$dest/experiments/" "$ROOT/experiments/" | grep -v '/$' || true)"
+    if [[ -n "$kept" ]]; then
+      echo "kept the local copy of these files (the remote's differ; see $dest/experiments/):"
+      echo "$kept" | sed 's/^/  experiments\//'
+    fi
+  fi
+  run rsync -a --ignore-existing --exclude '12_summary/' "$dest/experiments/" "$ROOT/experiments/"
+  echo "fetched into outputs/cloud/$stamp (remote copy) and experiments/*/outputs (new files" \
+       "only); run 'make summary' to rebuild the cross-model table"
 }
 
 cmd_down() {
@@ -185,6 +196,9 @@ cmd_down() {
   if [[ -z "${CFG_SHUTDOWN_CMD:-}" ]]; then
     echo "no SHUTDOWN_CMD in $ENV_FILE: stop the instance${CFG_INSTANCE_ID:+ $CFG_INSTANCE_ID} in your provider's console (billing continues until you do)."
     return 0
+  fi
+  if [[ -z "${CFG_INSTANCE_ID:-}" && "$CFG_SHUTDOWN_CMD" == *INSTANCE_ID* ]]; then
+    die "$ENV_FILE: SHUTDOWN_CMD uses \$INSTANCE_ID but INSTANCE_ID is empty"
   fi
   local cmd="${CFG_SHUTDOWN_CMD//\$INSTANCE_ID/${CFG_INSTANCE_ID:-}}"
   cmd="${cmd//\$\{INSTANCE_ID\}/${CFG_INSTANCE_ID:-}}"

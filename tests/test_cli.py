@@ -26,3 +26,29 @@ def test_layers_command(embedded):
 def test_missing_model_is_a_clear_error(capsys):
     assert main(["layers", "./no/such/dir"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_experiment_args_load_with_device_map(embedded, monkeypatch):
+    """--device-map reaches from_pretrained (accelerate's dispatch) and gives the same weights."""
+    import argparse
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from llmct.extract import add_extract_args, load_model_from_args
+
+    seen = {}
+    original = AutoModelForCausalLM.from_pretrained
+
+    def spy(*a, **kw):
+        seen.update(kw)
+        return original(*a, **kw)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", spy)
+    args = add_extract_args(argparse.ArgumentParser()).parse_args(
+        ["--device-map", "auto", "--dtype", "float32"])
+    model, _ = load_model_from_args(args)
+    assert seen["device_map"] == "auto"
+    ref = embedded[0].get_input_embeddings().weight
+    assert torch.equal(model.get_input_embeddings().weight, ref)

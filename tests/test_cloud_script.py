@@ -86,7 +86,7 @@ def test_dry_run_prints_ssh_and_rsync_commands(tmp_path):
     assert "CUDA_VISIBLE_DEVICES=1" in shards.stdout and "--shard\\ 1/2" in shards.stdout
     before = set((ROOT / "outputs" / "cloud").glob("*"))
     fetch = cloud("fetch", env_path=path)
-    assert "rsync -a --update" in fetch.stdout and "outputs/cloud/" in fetch.stdout
+    assert "rsync -a --ignore-existing" in fetch.stdout and "outputs/cloud/" in fetch.stdout
     assert "--exclude activations/" in fetch.stdout
     assert set((ROOT / "outputs" / "cloud").glob("*")) == before  # the mkdir is only printed
     down = cloud("down", env_path=path)
@@ -100,3 +100,9 @@ def test_dry_run_prints_ssh_and_rsync_commands(tmp_path):
 def test_run_refuses_unknown_experiment(tmp_path):
     done = cloud("run", "99_nothing", env_path=env_file(tmp_path))
     assert done.returncode == 1 and "no experiments/99_nothing/run.py" in done.stderr
+
+
+def test_down_refuses_a_shutdown_command_without_its_instance_id(tmp_path):
+    done = cloud("down", env_path=env_file(tmp_path, drop=("INSTANCE_ID",)))
+    assert done.returncode == 1 and "INSTANCE_ID is empty" in done.stderr
+    assert "bash -c" not in done.stdout

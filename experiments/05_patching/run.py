@@ -22,7 +22,7 @@ import pandas as pd
 from llmct import interventions as iv
 from llmct.capture import resolve_layers
 from llmct.errors import LLMCTError
-from llmct.models import load_model
+from llmct.extract import load_model_from_args
 from llmct.prompts import build_inputs
 from llmct.runs import (
     OKABE_ITO,
@@ -230,7 +230,7 @@ def main(argv=None) -> int:
     if not set(layers) <= set(ext.layers):
         raise LLMCTError(f"layers {sorted(set(layers) - set(ext.layers))} were not extracted")
     lj = [(ext.layers.index(la), la) for la in layers]  # (index in the extraction, layer)
-    model, tok = load_model(args.model, dtype=args.dtype, device=args.device)
+    model, tok = load_model_from_args(args)
     scorer = iv.AnswerWords.load(args.emotion_words).bind(tok)
     mean_acts = {s: ext.acts[s].mean(axis=0) for s in args.patch_sources}  # over all stimuli
 

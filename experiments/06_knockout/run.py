@@ -23,8 +23,7 @@ from llmct import interventions as iv
 from llmct import probes
 from llmct.capture import resolve_layers
 from llmct.errors import LLMCTError
-from llmct.extract import limit_stimuli
-from llmct.models import load_model
+from llmct.extract import limit_stimuli, load_model_from_args
 from llmct.prompts import build_inputs
 from llmct.runs import (
     OKABE_ITO,
@@ -179,7 +178,7 @@ def main(argv=None) -> int:
     lj = {la: ext.layers.index(la) for la in set(layers) | set(all_layers)}
     if len(lj) != len(set(layers) | set(all_layers)) or not set(lj) <= set(ext.layers):
         raise LLMCTError("some requested layers were not extracted")
-    model, tok = load_model(args.model, dtype=args.dtype, device=args.device)
+    model, tok = load_model_from_args(args)
     scorer = iv.AnswerWords.load(args.emotion_words).bind(tok)
 
     def ablation(source, layer, mode, positions):

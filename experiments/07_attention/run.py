@@ -25,8 +25,7 @@ from scipy.stats import false_discovery_control
 
 from llmct import head_dim
 from llmct.errors import LLMCTError
-from llmct.extract import extract, load_extraction
-from llmct.models import load_model
+from llmct.extract import extract, load_extraction, load_model_from_args
 from llmct.prompts import fewshot_prompt, zeroshot_prompt
 from llmct.runs import (
     OKABE_ITO,
@@ -163,13 +162,14 @@ def main(argv=None) -> int:
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.shard:
+        raise LLMCTError("07 extracts attention in one process; --shard does not apply")
     if args.prompt not in PROMPTS:
         raise LLMCTError(f"07 needs a prompt that contains the stimulus: {sorted(PROMPTS)}")
     stimuli = get_stimuli(args)
     out = Outputs(out_dir_for(EXP_DIR, args), args.overwrite)
     out.claim(RESULTS)
-    model, tok = load_model(args.model, dtype=args.dtype, device=args.device,
-                            attn_implementation="eager")
+    model, tok = load_model_from_args(args, attn_implementation="eager")
     cfg = model.config
     n_heads = int(cfg.num_attention_heads)
     n_kv = int(getattr(cfg, "num_key_value_heads", None) or n_heads)

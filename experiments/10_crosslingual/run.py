@@ -22,7 +22,7 @@ from scipy.stats import spearmanr
 
 from llmct import geometry as geo
 from llmct.errors import LLMCTError
-from llmct.models import load_model
+from llmct.extract import load_model_from_args
 from llmct.runs import PALETTE, Outputs, activation_dir_for, experiment_parser, out_dir_for, pyplot
 from llmct.vectors import (
     MEAN_FROM,
@@ -160,7 +160,7 @@ def main(argv=None) -> int:
 
     def load():
         if not cache:
-            cache.append(load_model(args.model, dtype=args.dtype, device=args.device))
+            cache.append(load_model_from_args(args))
         return cache[0]
 
     folder = activation_dir_for(EXP_DIR, args, prompt=f"story-mean{args.mean_from}")

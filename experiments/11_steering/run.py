@@ -51,6 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="'default' (embedded SmolLM2-135M-Instruct), a HF id or a local path")
     p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: auto)")
     p.add_argument("--device", default=None, help="cuda | mps | cpu (default: auto)")
+    p.add_argument("--device-map", default=None, metavar="MAP",
+                   help="e.g. 'auto': spread a model too large for one GPU over all GPUs")
     p.add_argument("--vectors", default=None, metavar="PATH.safetensors",
                    help=f"vector library (default: 09's outputs/<model-slug>/{LIBRARY_NAME})")
     p.add_argument("--emotions", nargs="+", default=["angry", "happy", "calm", "afraid", "sad"])
@@ -175,7 +177,8 @@ def run(args, library, path: Path, out: Outputs) -> int:
     """Every condition: steer, ask, sample, score fluency; then ratings, tables and figures."""
     t0 = time.time()
 
-    model, tok = load_model(args.model, dtype=args.dtype, device=args.device)
+    model, tok = load_model(args.model, dtype=args.dtype, device=args.device,
+                          device_map=args.device_map)
     n_layers = model.config.num_hidden_layers
     layer = args.layer if args.layer is not None else default_layer(n_layers)
     if layer not in library.layers:

@@ -400,6 +400,9 @@ def add_extract_args(parser, *, sets: Sequence[str] = ("set_a", "set_b", "set_b_
                         help="'default' (embedded SmolLM2-135M-Instruct), a HF id or a local path")
     parser.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: auto)")
     parser.add_argument("--device", default=None, help="cuda | mps | cpu (default: auto)")
+    parser.add_argument("--device-map", default=None, metavar="MAP",
+                        help="e.g. 'auto': spread a model too large for one GPU over all visible "
+                        "GPUs (accelerate); replaces --device")
     parser.add_argument("--stimuli", default=None, metavar="PATH.jsonl",
                         help="your own stimulus file instead of the shipped sets")
     parser.add_argument("--sets", nargs="+", default=list(sets), help="shipped sets to use")
@@ -432,16 +435,23 @@ def apply_thread_args(args) -> None:
         torch.set_num_threads(args.torch_threads)
 
 
+def load_model_from_args(args, **kwargs):
+    """``(model, tokenizer)`` named by ``--model/--dtype/--device/--device-map``, after applying
+    ``--torch-threads``: the one place experiments load their model."""
+    from .models import load_model
+
+    apply_thread_args(args)
+    return load_model(args.model, dtype=args.dtype, device=args.device,
+                      device_map=getattr(args, "device_map", None), **kwargs)
+
+
 def run_extract_from_args(args) -> tuple[list, ExtractionSummary]:
     """Load the stimuli and the model named by ``args`` and extract into
     ``<args.activations>/<prompt>`` (see :func:`activation_folder`)."""
-    from .models import load_model
-
     if not args.activations:
         raise LLMCTError("no activation root given (--activations ROOT)")
     chosen = select_stimuli(args.stimuli, args.sets, args.limit)
-    apply_thread_args(args)
-    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
+    model, tokenizer = load_model_from_args(args)
     folder = activation_folder(args.activations, args.prompt, args.stimuli)
     summary = extract(model, tokenizer, chosen, folder, prompt=args.prompt,
                       sources=args.sources, layers=args.layers or "all",
@@ -470,6 +480,7 @@ __all__ = [
     "extract",
     "limit_stimuli",
     "load_extraction",
+    "load_model_from_args",
     "parse_shard",
     "run_extract_from_args",
     "select_stimuli",

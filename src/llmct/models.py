@@ -206,7 +206,7 @@ def _explain_load_failure(name: str, exc: Exception) -> str:
         return (
             f"could not load {name!r}: it is not in the local Hugging Face cache and the hub "
             "cannot be reached (offline). Download it first on a connected machine "
-            "(`huggingface-cli download NAME`), pass a local directory, or use 'default'. "
+            "(`uv run hf download NAME`), pass a local directory, or use 'default'. "
             f"[{type(exc).__name__}: {text.splitlines()[0][:200]}]"
         )
     if "gated" in text.lower() or "401" in text or "403" in text:

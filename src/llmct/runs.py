@@ -16,9 +16,9 @@ from .extract import (
     Extraction,
     activation_folder,
     add_extract_args,
-    apply_thread_args,
     ensure_extraction,
     extract,
+    load_model_from_args,
     select_stimuli,
 )
 from .models import model_slug
@@ -202,14 +202,11 @@ def get_activations(exp_dir: Path, args, stimuli, prompt: str | None = None
     """Activations of ``stimuli`` under ``prompt``: loaded from the shared folder, extracting what
     is missing first. With ``--shard i/n`` only that shard is extracted and None is returned
     (analyses run once every shard has finished)."""
-    from .models import load_model
-
     prompt = prompt or args.prompt
     folder = activation_dir_for(exp_dir, args, prompt)
 
     def load():
-        apply_thread_args(args)
-        return load_model(args.model, dtype=args.dtype, device=args.device)
+        return load_model_from_args(args)
 
     if args.shard:
         model, tokenizer = load()
