@@ -23,9 +23,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from llmct import load_model, model_fingerprint, model_slug
+from llmct import model_fingerprint, model_slug
 from llmct.capture import model_device
 from llmct.errors import LLMCTError
+from llmct.extract import load_model_from_args
 from llmct.generation import generate_reply
 from llmct.preferences import ask_preferences, rating_table, ratings, sample_pairs
 from llmct.runs import OKABE_ITO, PALETTE, Outputs, out_dir_for, pyplot
@@ -177,8 +178,7 @@ def run(args, library, path: Path, out: Outputs) -> int:
     """Every condition: steer, ask, sample, score fluency; then ratings, tables and figures."""
     t0 = time.time()
 
-    model, tok = load_model(args.model, dtype=args.dtype, device=args.device,
-                          device_map=args.device_map)
+    model, tok = load_model_from_args(args)
     n_layers = model.config.num_hidden_layers
     layer = args.layer if args.layer is not None else default_layer(n_layers)
     if layer not in library.layers:

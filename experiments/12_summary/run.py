@@ -499,10 +499,11 @@ def summary_table(root: Path, slugs: list[str] | None = None) -> pd.DataFrame:
 
 
 def _fmt(v, col: str) -> str:
-    """Layers as integers, p-values in 2 significant digits, other numbers to 3 decimals."""
+    """Layers and counts as integers, p-values in 2 significant digits, other numbers (an AUROC
+    of exactly 1 included) to 3 decimals."""
     if isinstance(v, str) or not np.isscalar(v) or isinstance(v, bool | np.bool_):
         return str(v)
-    if isinstance(v, int | np.integer):
+    if isinstance(v, int | np.integer) and not any(k in col for k in ("auroc", "depth")):
         return str(v)
     v = float(v)
     if math.isnan(v):

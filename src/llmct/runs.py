@@ -22,23 +22,14 @@ from .extract import (
     select_stimuli,
 )
 from .models import model_slug
+from .style import style
 
-#: Okabe-Ito colour-blind-safe palette (Okabe & Ito 2008).
-OKABE_ITO = {
-    "orange": "#E69F00",
-    "sky_blue": "#56B4E9",
-    "bluish_green": "#009E73",
-    "yellow": "#F0E442",
-    "blue": "#0072B2",
-    "vermillion": "#D55E00",
-    "reddish_purple": "#CC79A7",
-    "black": "#000000",
-    "grey": "#999999",
-}
-PALETTE = [OKABE_ITO[k] for k in ("blue", "orange", "bluish_green", "vermillion",
-                                  "reddish_purple", "sky_blue", "yellow", "black")]
-SOURCE_COLOURS = {"hidden_out": OKABE_ITO["blue"], "attn_out": OKABE_ITO["orange"],
-                  "mlp_out": OKABE_ITO["bluish_green"], "hidden_in": OKABE_ITO["reddish_purple"]}
+_STYLE = style()  # visualization/figures/style_config.py: the one place for colours
+#: Okabe-Ito colours by name (aliases kept for the experiments' figures).
+OKABE_ITO = {**_STYLE.NAMED, "bluish_green": _STYLE.NAMED["green"],
+             "reddish_purple": _STYLE.NAMED["purple"], "sky_blue": _STYLE.NAMED["sky"]}
+PALETTE = list(_STYLE.OKABE_ITO)
+SOURCE_COLOURS = dict(_STYLE.SOURCE_COLOURS)
 
 
 def experiment_parser(description: str, *, sets: Sequence[str], prompt: str = "fewshot"

@@ -11,10 +11,7 @@ of user text reaches the page through ``textContent``.
 
 from __future__ import annotations
 
-import functools
 import html
-import importlib
-import importlib.util
 import json
 import math
 import re
@@ -23,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ..style import style
 
 METRICS = ("cosine", "cosine_centered", "mae", "jaccard")
 FILES = (
@@ -45,21 +44,6 @@ LABELS = {
     "nearest_acc": "raw nearest-reference accuracy",
     "nearest_acc_centered": "centred nearest-reference accuracy",
 }
-
-
-@functools.cache
-def style():
-    """The shared style module ``visualization/figures/style_config.py`` (repo root)."""
-    try:
-        return importlib.import_module("visualization.figures.style_config")
-    except ImportError:
-        path = Path(__file__).resolve().parents[3] / "visualization" / "figures" / "style_config.py"
-        spec = importlib.util.spec_from_file_location("llmct_style_config", path)
-        if spec is None or not path.exists():
-            raise ImportError(f"style config not found at {path}") from None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
 
 
 # --------------------------------------------------------------------------------------
