@@ -17,12 +17,10 @@ import pandas as pd
 
 from llmct.runs import (
     SOURCE_COLOURS,
-    Outputs,
     experiment_parser,
     get_activations,
-    get_stimuli,
-    out_dir_for,
     pyplot,
+    start_run,
 )
 
 EXP_DIR = Path(__file__).resolve().parent
@@ -33,10 +31,7 @@ RESULTS = ("extraction_summary.csv", "activation_norms.csv", "activation_norms.p
 def main(argv=None) -> int:
     args = experiment_parser(__doc__.splitlines()[0],
                              sets=("set_a", "set_b", "set_b_control", "set_c")).parse_args(argv)
-    stimuli = get_stimuli(args)
-    out = Outputs(out_dir_for(EXP_DIR, args), args.overwrite)
-    if not args.shard:
-        out.claim(RESULTS)
+    stimuli, out = start_run(EXP_DIR, args, RESULTS)
     ext = get_activations(EXP_DIR, args, stimuli)
     if ext is None:  # a shard: extraction only
         return 0

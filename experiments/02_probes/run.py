@@ -14,15 +14,13 @@ from pathlib import Path
 
 from llmct import probes
 from llmct.runs import (
-    Outputs,
     add_probe_args,
     experiment_parser,
     get_activations,
-    get_stimuli,
-    out_dir_for,
     panel_name,
     plot_layer_panels,
     run_probe_suite,
+    start_run,
 )
 
 EXP_DIR = Path(__file__).resolve().parent
@@ -33,10 +31,7 @@ RESULTS = ("probe_results.csv", "probe_summary.csv", "probe_auroc_by_layer.png",
 def main(argv=None) -> int:
     parser = add_probe_args(experiment_parser(__doc__.splitlines()[0], sets=("set_a", "set_b")))
     args = parser.parse_args(argv)
-    stimuli = get_stimuli(args)
-    out = Outputs(out_dir_for(EXP_DIR, args), args.overwrite)
-    if not args.shard:
-        out.claim(RESULTS)
+    stimuli, out = start_run(EXP_DIR, args, RESULTS)
     ext = get_activations(EXP_DIR, args, stimuli)
     if ext is None:
         return 0

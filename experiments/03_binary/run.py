@@ -20,13 +20,11 @@ from llmct import probes
 from llmct.runs import (
     OKABE_ITO,
     SOURCE_COLOURS,
-    Outputs,
     experiment_parser,
     get_activations,
-    get_stimuli,
-    out_dir_for,
     plot_layer_panels,
     pyplot,
+    start_run,
 )
 from llmct.stats import bootstrap_ci, match_pairs
 
@@ -86,10 +84,7 @@ def main(argv=None) -> int:
     parser.add_argument("--caliper", type=float, default=2.0,
                         help="max token-length difference of a matched pair (length control)")
     args = parser.parse_args(argv)
-    stimuli = get_stimuli(args)
-    out = Outputs(out_dir_for(EXP_DIR, args), args.overwrite)
-    if not args.shard:
-        out.claim(RESULTS)
+    stimuli, out = start_run(EXP_DIR, args, RESULTS)
     ext = get_activations(EXP_DIR, args, stimuli)
     if ext is None:
         return 0

@@ -14,15 +14,13 @@ import pandas as pd
 
 from llmct import probes
 from llmct.runs import (
-    Outputs,
     add_probe_args,
     experiment_parser,
     get_activations,
-    get_stimuli,
-    out_dir_for,
     panel_name,
     plot_layer_panels,
     run_probe_suite,
+    start_run,
 )
 
 EXP_DIR = Path(__file__).resolve().parent
@@ -37,10 +35,7 @@ def main(argv=None) -> int:
                                               prompt="zeroshot"))
     parser.add_argument("--baseline-prompt", default="fewshot")
     args = parser.parse_args(argv)
-    stimuli = get_stimuli(args)
-    out = Outputs(out_dir_for(EXP_DIR, args), args.overwrite)
-    if not args.shard:
-        out.claim(RESULTS)
+    stimuli, out = start_run(EXP_DIR, args, RESULTS)
     prompts = [args.prompt, args.baseline_prompt]
     exts = [get_activations(EXP_DIR, args, stimuli, prompt=p) for p in prompts]
     if any(e is None for e in exts):

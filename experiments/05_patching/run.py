@@ -26,12 +26,10 @@ from llmct.extract import load_model_from_args
 from llmct.prompts import build_inputs
 from llmct.runs import (
     OKABE_ITO,
-    Outputs,
     experiment_parser,
     get_activations,
-    get_stimuli,
-    out_dir_for,
     pyplot,
+    start_run,
 )
 from llmct.stats import bootstrap_ci
 
@@ -216,9 +214,7 @@ def main(argv=None) -> int:
                                                           "set_a:set_b"], metavar="SOURCE:TARGET")
     parser.add_argument("--patch-sources", nargs="+", default=list(SHORT), choices=list(SHORT))
     args = parser.parse_args(argv)
-    stimuli = get_stimuli(args)
-    out = Outputs(out_dir_for(EXP_DIR, args), args.overwrite)
-    out.claim(RESULTS)
+    stimuli, out = start_run(EXP_DIR, args, RESULTS)
     missing = set(args.patch_sources) - set(args.sources)
     if missing:
         raise LLMCTError(f"--patch-sources {sorted(missing)} are not among --sources")

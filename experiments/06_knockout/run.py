@@ -28,12 +28,10 @@ from llmct.prompts import build_inputs
 from llmct.runs import (
     OKABE_ITO,
     SOURCE_COLOURS,
-    Outputs,
     experiment_parser,
     get_activations,
-    get_stimuli,
-    out_dir_for,
     pyplot,
+    start_run,
 )
 from llmct.stats import bootstrap_ci
 
@@ -153,14 +151,16 @@ def main(argv=None) -> int:
                         help="layers of the every-token variant (default: first, middle, last)")
     parser.add_argument("--all-positions-limit", type=int, default=2, metavar="N",
                         help="items per (set, emotion) in the every-token variant (full forwards)")
+    parser.add_argument("--all-positions-modes", nargs="+", default=["zero", "noise"],
+                        choices=iv.ABLATIONS,
+                        help="ablations of the every-token variant (default: no 'mean': the mean "
+                        "is taken at the read-out token and is no stand-in for other tokens)")
     parser.add_argument("--emotion-words", default=None, metavar="PATH.json")
     parser.add_argument("--n-boot", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target-batch", type=int, default=32)
     args = parser.parse_args(argv)
-    stimuli = get_stimuli(args)
-    out = Outputs(out_dir_for(EXP_DIR, args), args.overwrite)
-    out.claim(RESULTS)
+    stimuli, out = start_run(EXP_DIR, args, RESULTS)
     ext = get_activations(EXP_DIR, args, stimuli)
     if ext is None:
         return 0
@@ -218,7 +218,7 @@ def main(argv=None) -> int:
                                           hidden_layers=[last])
             for source in SOURCES:
                 for layer in all_layers:
-                    for mode in args.modes:
+                    for mode in args.all_positions_modes:
                         abl = iv.readout_logits(model, tok, sub_inputs,
                                                 ablation(source, layer, mode, "all"),
                                                 batch_size=args.batch_size, hidden_layers=[last])

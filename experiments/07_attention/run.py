@@ -30,12 +30,10 @@ from llmct.prompts import fewshot_prompt, zeroshot_prompt
 from llmct.runs import (
     OKABE_ITO,
     PALETTE,
-    Outputs,
     activation_dir_for,
     experiment_parser,
-    get_stimuli,
-    out_dir_for,
     pyplot,
+    start_run,
 )
 from validation.lexical_screening import load_terms, nrc_emotions
 
@@ -166,9 +164,7 @@ def main(argv=None) -> int:
         raise LLMCTError("07 extracts attention in one process; --shard does not apply")
     if args.prompt not in PROMPTS:
         raise LLMCTError(f"07 needs a prompt that contains the stimulus: {sorted(PROMPTS)}")
-    stimuli = get_stimuli(args)
-    out = Outputs(out_dir_for(EXP_DIR, args), args.overwrite)
-    out.claim(RESULTS)
+    stimuli, out = start_run(EXP_DIR, args, RESULTS)
     model, tok = load_model_from_args(args, attn_implementation="eager")
     cfg = model.config
     n_heads = int(cfg.num_attention_heads)

@@ -22,12 +22,10 @@ from llmct.errors import LLMCTError
 from llmct.models import model_slug
 from llmct.runs import (
     PALETTE,
-    Outputs,
     experiment_parser,
     get_activations,
-    get_stimuli,
-    out_dir_for,
     pyplot,
+    start_run,
 )
 from llmct.vectors import default_layer
 
@@ -225,10 +223,7 @@ def main(argv=None) -> int:
     parser.add_argument("--n-perm", type=int, default=1000, help="label permutations per test")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    stimuli = get_stimuli(args)
-    out = Outputs(out_dir_for(EXP_DIR, args), args.overwrite)
-    if not args.shard:
-        out.claim(RESULTS)
+    stimuli, out = start_run(EXP_DIR, args, RESULTS)
     ext = get_activations(EXP_DIR, args, stimuli)
     if ext is None:
         return 0

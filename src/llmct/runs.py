@@ -188,6 +188,16 @@ def get_stimuli(args) -> list:
     return select_stimuli(args.stimuli, args.sets, args.limit)
 
 
+def start_run(exp_dir: Path, args, results: Sequence[str]) -> tuple[list, Outputs]:
+    """The stimuli and results folder of an experiment, with its result files claimed before any
+    work (a ``--shard`` run only extracts, so it claims nothing)."""
+    stimuli = get_stimuli(args)
+    out = Outputs(out_dir_for(exp_dir, args), args.overwrite)
+    if not getattr(args, "shard", None):
+        out.claim(results)
+    return stimuli, out
+
+
 def get_activations(exp_dir: Path, args, stimuli, prompt: str | None = None
                     ) -> Extraction | None:
     """Activations of ``stimuli`` under ``prompt``: loaded from the shared folder, extracting what
