@@ -12,3 +12,15 @@ def embedded():
     import llmct
 
     return llmct.load_model("default", dtype="float32", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models are dominated by threading overhead (10x slower with 2 threads on a busy
+    machine); the results do not depend on it. Use with ``pytest.mark.usefixtures``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -22,15 +22,7 @@ from llmct.preferences import (
 from llmct.steering import random_direction, steer
 from tests.tiny_models import tiny_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models are dominated by threading overhead (10x slower with 2 threads on a busy
-    machine); the results do not depend on it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _win_prob(r_i, r_j):
