@@ -8,7 +8,11 @@ emotion (stimuli/emotion_words.json); we also record the shift of probability ma
 source's emotion words. Pairings: within Set A, within Set B, and A -> B (A source, B target).
 Controls on the same pairs: the unpatched target, a random vector with the source vector's norm,
 the mean activation over all stimuli, and a source of the target's own emotion (same-emotion).
-Bootstrap CIs over pairs; patch vs random as a paired bootstrap difference.
+Intervals: a two-way bootstrap over source items x target items (every pair shares its source and
+its target with other pairs, so pairs are not independent units; `ci_unit` in every CSV says so);
+patch vs each control as a paired difference on the same pairs, resampled the same way.
+`--from-pairs FILE` recomputes the summaries and figure from a stored patching_pairs.csv.gz
+without loading the model.
 """
 
 from __future__ import annotations
@@ -26,18 +30,28 @@ from llmct.extract import load_model_from_args
 from llmct.prompts import build_inputs
 from llmct.runs import (
     OKABE_ITO,
+    Outputs,
     experiment_parser,
     get_activations,
+    out_dir_for,
     pyplot,
     start_run,
 )
-from llmct.stats import bootstrap_ci
+from llmct.stats import two_way_bootstrap_mean
 
 EXP_DIR = Path(__file__).resolve().parent
 RESULTS = ("patching_pairs.csv.gz", "patching_summary.csv", "patching_vs_controls.csv",
            "patching_success.png", "patching_success.svg")
 CONDITIONS = ("patch", "random", "mean", "same_emotion", "unpatched")
 SHORT = {"hidden_out": "h", "attn_out": "a", "mlp_out": "m"}
+CI_UNIT = "source x target items"
+
+
+def pair_interval(grp: pd.DataFrame, column: str, n_boot: int, seed: int):
+    """Mean of ``column`` over the pairs in ``grp``, two-way bootstrap over source x target items."""
+    return two_way_bootstrap_mean(grp[column].to_numpy(float), grp.source_id.to_numpy(),
+                                  grp.target_id.to_numpy(), unit=CI_UNIT, n_boot=n_boot,
+                                  seed=seed)
 
 
 def add_causal_args(parser):
@@ -132,9 +146,10 @@ def summarise(pairs: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
     rows = []
     keys = ["pairing", "source", "layer", "condition"]
     for key, grp in pairs.groupby(keys, sort=False):
-        succ = bootstrap_ci(grp.success.to_numpy(float), n_boot=n_boot, seed=seed)
-        shift = bootstrap_ci(grp.mass_shift.to_numpy(float), n_boot=n_boot, seed=seed)
+        succ = pair_interval(grp, "success", n_boot, seed)
+        shift = pair_interval(grp, "mass_shift", n_boot, seed)
         rows.append({**dict(zip(keys, key, strict=True)), "n_pairs": len(grp),
+                     "n_units": succ.n_units, "ci_unit": CI_UNIT,
                      "success": succ.estimate, "success_lo": succ.lo, "success_hi": succ.hi,
                      "mass_shift": shift.estimate, "mass_shift_lo": shift.lo,
                      "mass_shift_hi": shift.hi, "mass_source": grp.mass_source.mean(),
@@ -144,8 +159,9 @@ def summarise(pairs: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
 
 
 def versus_controls(pairs: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
-    """Paired differences patch - control on the same (target, source) pairs, bootstrap over
-    pairs, for each control: the random vector, the mean activation, the unpatched target."""
+    """Paired differences patch - control on the same (target, source) pairs, for each control
+    (the random vector, the mean activation, the unpatched target), with a two-way bootstrap over
+    source x target items."""
     keys = ["pairing", "target_id", "source_id"]
     patched = pairs[pairs.condition == "patch"]
     rows = []
@@ -154,12 +170,12 @@ def versus_controls(pairs: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame
         on = keys + ["source", "layer"] if control != "unpatched" else keys
         both = patched.merge(ctl[on + ["success", "mass_shift"]], on=on, suffixes=("", "_c"))
         for key, g in both.groupby(["pairing", "source", "layer"], sort=False):
-            d_s = (g.success - g.success_c).to_numpy(float)
-            d_m = (g.mass_shift - g.mass_shift_c).to_numpy(float)
-            s = bootstrap_ci(d_s, n_boot=n_boot, seed=seed)
-            m = bootstrap_ci(d_m, n_boot=n_boot, seed=seed)
+            g = g.assign(d_s=g.success - g.success_c, d_m=g.mass_shift - g.mass_shift_c)
+            s = pair_interval(g, "d_s", n_boot, seed)
+            m = pair_interval(g, "d_m", n_boot, seed)
             rows.append({"pairing": key[0], "source": key[1], "layer": key[2],
-                         "control": control, "n_pairs": len(g),
+                         "control": control, "n_pairs": len(g), "n_units": s.n_units,
+                         "ci_unit": CI_UNIT,
                          "success_patch": g.success.mean(), "success_control": g.success_c.mean(),
                          "success_diff": s.estimate, "success_diff_lo": s.lo,
                          "success_diff_hi": s.hi, "mass_shift_diff": m.estimate,
@@ -213,7 +229,11 @@ def main(argv=None) -> int:
     parser.add_argument("--pairings", nargs="+", default=["set_a:set_a", "set_b:set_b",
                                                           "set_a:set_b"], metavar="SOURCE:TARGET")
     parser.add_argument("--patch-sources", nargs="+", default=list(SHORT), choices=list(SHORT))
+    parser.add_argument("--from-pairs", default=None, metavar="PAIRS.csv.gz",
+                        help="recompute summaries and figure from stored pairs (no model)")
     args = parser.parse_args(argv)
+    if args.from_pairs:
+        return resummarise(args)
     stimuli, out = start_run(EXP_DIR, args, RESULTS)
     missing = set(args.patch_sources) - set(args.sources)
     if missing:
@@ -267,9 +287,29 @@ def main(argv=None) -> int:
         raise LLMCTError("no pairing has two emotions in both sets: nothing to patch")
     pairs = pd.DataFrame(rows)
     pairs.insert(0, "model", args.model)
+    out.csv("patching_pairs.csv.gz", pairs)
+    return write_summaries(out, pairs, args)
+
+
+def resummarise(args) -> int:
+    """``--from-pairs``: summaries, controls table and figure from a stored pairs file."""
+    path = Path(args.from_pairs)
+    if not path.is_file():
+        raise LLMCTError(f"{path}: no such pairs file (written by a full 05 run)")
+    pairs = pd.read_csv(path)
+    missing = {"pairing", "source", "layer", "condition", "source_id", "target_id",
+               "success", "mass_shift"} - set(pairs.columns)
+    if missing:
+        raise LLMCTError(f"{path}: not a patching pairs file (missing columns {sorted(missing)})")
+    out = Outputs(out_dir_for(EXP_DIR, args), args.overwrite)
+    out.claim([r for r in RESULTS if r != "patching_pairs.csv.gz"])
+    return write_summaries(out, pairs, args)
+
+
+def write_summaries(out, pairs: pd.DataFrame, args) -> int:
+    layers = sorted(int(la) for la in pairs.layer.unique() if la >= 0)
     summary = summarise(pairs, args.n_boot, args.seed)
     vs = versus_controls(pairs, args.n_boot, args.seed)
-    out.csv("patching_pairs.csv.gz", pairs)
     out.csv("patching_summary.csv", summary)
     out.csv("patching_vs_controls.csv", vs)
     fig = plot(summary, layers, f"{args.model}: activation patching at the read-out token "

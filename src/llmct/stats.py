@@ -122,14 +122,128 @@ def match_pairs(values, treated, *, caliper: float, seed: int = 0) -> np.ndarray
     return np.array(sorted(keep), dtype=np.int64)
 
 
+# -- resampling over the independent unit ------------------------------------------------------
+#
+# Observations that share an item (a patching pair shares its source and its target item; a
+# knockout cell repeats the same items at every layer) are not independent: a bootstrap over the
+# observations understates the interval. These helpers resample the *units* (items,
+# conversations) and say so: every interval they return carries its unit.
+
+class UnitInterval(NamedTuple):
+    """A point estimate with a percentile interval over an independent unit.
+
+    ``unit`` names what was resampled (e.g. ``"source x target items"``, ``"conversations"``);
+    ``n_units`` is the number of distinct units (a tuple for a two-way resample as a string
+    ``"16x16"``). Unpacks as ``(estimate, lo, hi, unit, n_units)``.
+    """
+
+    estimate: float
+    lo: float
+    hi: float
+    unit: str
+    n_units: str
+
+    def __str__(self) -> str:
+        return f"{self.estimate:.3f} [{self.lo:.3f}, {self.hi:.3f}] ({self.unit}, n={self.n_units})"
+
+
+def _codes(labels) -> tuple[np.ndarray, int]:
+    """Integer codes ``0..k-1`` of ``labels`` and ``k``."""
+    _, codes = np.unique(np.asarray(labels).astype(str), return_inverse=True)
+    return codes.ravel(), int(codes.max()) + 1 if codes.size else 0
+
+
+def cluster_bootstrap_mean(values, units, *, unit: str = "items", n_boot: int = 2000,
+                           ci: float = 0.95, seed: int = 0) -> UnitInterval:
+    """Mean of ``values`` [n] with a percentile bootstrap that resamples whole ``units`` [n].
+
+    Each bootstrap draws ``k`` units with replacement (``k`` = number of distinct units) and
+    averages every observation of the drawn units, weighted by how often the unit was drawn
+    (the cluster bootstrap; Davison & Hinkley 1997, *Bootstrap Methods*, sec. 3.8). With one
+    observation per unit it equals the ordinary bootstrap of the mean.
+
+    Raises ``ValueError`` if ``values`` and ``units`` differ in length.
+    """
+    v = np.asarray(values, dtype=float).ravel()
+    codes, k = _codes(units)
+    if v.size != codes.size:
+        raise ValueError(f"values ({v.size}) and units ({codes.size}) differ in length")
+    if v.size == 0:
+        return UnitInterval(float("nan"), float("nan"), float("nan"), unit, "0")
+    sums = np.bincount(codes, weights=v, minlength=k)
+    counts = np.bincount(codes, minlength=k).astype(float)
+    draws = np.random.default_rng(seed).multinomial(k, np.full(k, 1.0 / k), size=n_boot)
+    boots = (draws @ sums) / (draws @ counts)
+    lo, hi = percentile_ci(boots, ci)
+    return UnitInterval(float(v.mean()), lo, hi, unit, str(k))
+
+
+def two_way_bootstrap_mean(values, rows, cols, *, unit: str = "row x column items",
+                           n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> UnitInterval:
+    """Mean of ``values`` [n] over crossed units, resampling ``rows`` and ``cols`` independently.
+
+    For source x target designs (activation patching: every observation is one source item
+    patched into one target item) both factors are random samples of items. Each bootstrap draws
+    the row units and the column units with replacement; an observation is weighted by the
+    product of its row's and its column's draw counts (the "pigeonhole" bootstrap of crossed
+    random effects; Owen 2007, *Ann. Appl. Stat.* 1(2), arXiv:0709.1548). It is conservative:
+    it includes both sources of variation, as a source-only resample does not.
+
+    Raises ``ValueError`` if the three arrays differ in length.
+    """
+    v = np.asarray(values, dtype=float).ravel()
+    r, kr = _codes(rows)
+    c, kc = _codes(cols)
+    if not v.size == r.size == c.size:
+        raise ValueError(f"values ({v.size}), rows ({r.size}) and cols ({c.size}) differ in length")
+    if v.size == 0:
+        return UnitInterval(float("nan"), float("nan"), float("nan"), unit, "0")
+    total = np.zeros((kr, kc))
+    count = np.zeros((kr, kc))
+    np.add.at(total, (r, c), v)
+    np.add.at(count, (r, c), 1.0)
+    rng = np.random.default_rng(seed)
+    wr = rng.multinomial(kr, np.full(kr, 1.0 / kr), size=n_boot).astype(float)
+    wc = rng.multinomial(kc, np.full(kc, 1.0 / kc), size=n_boot).astype(float)
+    num = np.einsum("br,rc,bc->b", wr, total, wc)
+    den = np.einsum("br,rc,bc->b", wr, count, wc)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boots = num / den
+    lo, hi = percentile_ci(boots, ci)
+    return UnitInterval(float(v.mean()), lo, hi, unit, f"{kr}x{kc}")
+
+
+def paired_permutation_pvalue(differences, units=None, *, n_perm: int = 10000,
+                              seed: int = 0) -> float:
+    """Two-sided sign-flip permutation p-value of the mean of paired ``differences`` [n].
+
+    Under the null of no effect each unit's difference is symmetric about 0, so its sign is
+    exchangeable. With ``units`` given, the observations of one unit are summed first and the
+    sign is flipped per unit (the unit is what is exchangeable). p uses the +1 correction.
+    """
+    d = np.asarray(differences, dtype=float).ravel()
+    if units is not None:
+        codes, k = _codes(units)
+        d = np.bincount(codes, weights=d, minlength=k)
+    if d.size == 0:
+        return float("nan")
+    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(n_perm, d.size))
+    null = np.abs(signs @ d)
+    return permutation_pvalue(abs(float(d.sum())), null, "greater")
+
+
 __all__ = [
     "Interval",
     "auroc",
     "bootstrap_ci",
     "bootstrap_indices",
+    "cluster_bootstrap_mean",
     "macro_ovr_auroc",
     "match_pairs",
+    "paired_permutation_pvalue",
     "percentile_ci",
     "permutation_pvalue",
     "permutation_test",
+    "two_way_bootstrap_mean",
+    "UnitInterval",
 ]
