@@ -1,0 +1,63 @@
+"""Every number quoted in a README or doc that is registered in ``analysis/claims.csv`` equals
+its source file, rounded as quoted. A quoted number can then never drift from its CSV.
+
+Registry columns: ``doc`` (Markdown file), ``quote`` (text that must appear in it, whitespace
+normalised), ``csv`` (the file the numbers come from), ``where`` (a pandas query selecting rows,
+in file order), ``column`` (``|``-separated value specs, matched in order to the numbers in the
+quote: ``name`` = the column of the first selected row, ``name*k`` = that column of the first k
+rows, ``count`` = the number of selected rows). Numbers in the quote after the last spec are
+context (e.g. a total) and are not checked.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REGISTRY = ROOT / "analysis" / "claims.csv"
+NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
+
+
+def _normalise(text: str) -> str:
+    """Whitespace collapsed; the typographic minus read as '-'."""
+    return re.sub(r"\s+", " ", text.replace("\u2212", "-")).strip()
+
+
+def _expected(frame: pd.DataFrame, spec: str) -> list[float]:
+    values: list[float] = []
+    for part in spec.split("|"):
+        if part == "count":
+            values.append(float(len(frame)))
+            continue
+        name, _, k = part.partition("*")
+        values.extend(float(v) for v in frame[name].iloc[: int(k or 1)])
+    return values
+
+
+def _claims() -> list[dict]:
+    return pd.read_csv(REGISTRY, dtype=str, keep_default_na=False).to_dict("records")
+
+
+@pytest.mark.parametrize("claim", _claims(), ids=lambda c: f"{c['doc']}:{c['note']}")
+def test_quoted_number_matches_its_file(claim):
+    doc = _normalise((ROOT / claim["doc"]).read_text(encoding="utf-8"))
+    quote = _normalise(claim["quote"])
+    assert quote in doc, f"{claim['doc']} no longer quotes {quote!r} ({claim['note']})"
+    frame = pd.read_csv(ROOT / claim["csv"]).query(claim["where"])
+    assert len(frame), f"{claim['csv']}: no row matches {claim['where']!r}"
+    expected = _expected(frame, claim["column"])
+    quoted = NUMBER.findall(quote)
+    assert len(quoted) >= len(expected), f"{quote!r} quotes fewer numbers than {claim['column']}"
+    for text, value in zip(quoted, expected, strict=False):
+        decimals = len(text.partition(".")[2])
+        shown = f"{value:+.{decimals}f}" if text[0] in "+-" else f"{value:.{decimals}f}"
+        assert shown == text, (
+            f"{claim['doc']} quotes {text} but {claim['csv']} has {value!r} ({claim['note']})")
+
+
+def test_registry_is_not_empty():
+    assert len(_claims()) >= 15
