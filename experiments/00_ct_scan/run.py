@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from llmct.models import load_model, model_slug
+from llmct.runs import experiment_main, run_main
 from llmct.scan.run import run_scan
 from llmct.scan.scenario import load_scenario
 
@@ -23,6 +25,7 @@ DEFAULT_SCENARIO = HERE.parents[1] / "stimuli" / "scenarios" / "rollercoaster.ya
 POSITIONS = ("message_end", "template_end", "mean")
 
 
+@experiment_main
 def main(argv=None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--scenario", default=str(DEFAULT_SCENARIO))
@@ -57,4 +60,4 @@ def main(argv=None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, __file__))

@@ -17,9 +17,11 @@ import pandas as pd
 
 from llmct.runs import (
     SOURCE_COLOURS,
+    experiment_main,
     experiment_parser,
     get_activations,
     pyplot,
+    run_main,
     start_run,
 )
 
@@ -28,6 +30,7 @@ RESULTS = ("extraction_summary.csv", "activation_norms.csv", "activation_norms.p
            "activation_norms.svg")
 
 
+@experiment_main
 def main(argv=None) -> int:
     args = experiment_parser(__doc__.splitlines()[0],
                              sets=("set_a", "set_b", "set_b_control", "set_c")).parse_args(argv)
@@ -75,4 +78,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, __file__))

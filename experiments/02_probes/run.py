@@ -2,9 +2,11 @@
 
 For every layer and source (block output h, attention output a, MLP output m) a standardised
 logistic-regression probe is scored by 5-fold macro one-vs-rest AUROC within Set A and within
-Set B, and by transfer A->B (and B->A). Controls on the same folds: shuffled labels, the layer-0
-baseline, and a text-only TF-IDF baseline (the keyword-spotting test). Reads 01's activations,
-extracting whatever is missing.
+Set B, and by transfer A->B (and B->A); with --stimuli a.jsonl b.jsonl ... within each of your
+sets and between every ordered pair of them. Controls on the same folds: shuffled labels, the
+layer-0 baseline, and a text-only TF-IDF baseline (the keyword-spotting test). Reads 01's
+activations, extracting whatever is missing. What is left out (labels with too few items) is
+printed and recorded in run.json.
 """
 
 from __future__ import annotations
@@ -15,27 +17,35 @@ from pathlib import Path
 from llmct import probes
 from llmct.runs import (
     add_probe_args,
+    experiment_main,
     experiment_parser,
     get_activations,
     panel_name,
+    plan_probes,
     plot_layer_panels,
+    run_main,
     run_probe_suite,
+    run_record,
     start_run,
 )
 
 EXP_DIR = Path(__file__).resolve().parent
 RESULTS = ("probe_results.csv", "probe_summary.csv", "probe_auroc_by_layer.png",
-           "probe_auroc_by_layer.svg")
+           "probe_auroc_by_layer.svg", "run.json")
 
 
+@experiment_main
 def main(argv=None) -> int:
     parser = add_probe_args(experiment_parser(__doc__.splitlines()[0], sets=("set_a", "set_b")))
     args = parser.parse_args(argv)
     stimuli, out = start_run(EXP_DIR, args, RESULTS)
+    plan = plan_probes(stimuli, args)  # a single label etc. is refused before any extraction
     ext = get_activations(EXP_DIR, args, stimuli)
     if ext is None:
         return 0
-    results = run_probe_suite(ext, stimuli, args)
+    results = run_probe_suite(ext, stimuli, args, plan)
+    out.record("run.json", run_record(args, left_out=plan.left_out,
+                                      transfers=[f"{a}->{b}" for a, b, _ in plan.transfers]))
     summary = probes.summarise(results, ext.n_layers)
     summary.insert(0, "model", args.model)
     out.csv("probe_results.csv", results)
@@ -55,4 +65,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, __file__))

@@ -17,13 +17,16 @@ import numpy as np
 import pandas as pd
 
 from llmct import probes
+from llmct.errors import UsageError
 from llmct.runs import (
     OKABE_ITO,
     SOURCE_COLOURS,
+    experiment_main,
     experiment_parser,
     get_activations,
     plot_layer_panels,
     pyplot,
+    run_main,
     start_run,
 )
 from llmct.stats import bootstrap_ci, match_pairs
@@ -76,6 +79,7 @@ def plot_scores(scored: pd.DataFrame, title: str):
     return fig
 
 
+@experiment_main
 def main(argv=None) -> int:
     parser = experiment_parser(__doc__.splitlines()[0],
                                sets=("set_b", "set_b_control", "set_c", "set_a"))
@@ -85,16 +89,23 @@ def main(argv=None) -> int:
                         help="max token-length difference of a matched pair (length control)")
     args = parser.parse_args(argv)
     stimuli, out = start_run(EXP_DIR, args, RESULTS)
+    sets = np.array([s.set for s in stimuli])
+    labels = np.array([s.label for s in stimuli])
+    missing = [n for n in (args.emotional_set, args.control_set) if n not in set(sets)]
+    if missing:  # checked before any extraction
+        raise UsageError(f"set(s) {', '.join(map(repr, missing))} not in the stimuli (sets "
+                         f"present: {', '.join(dict.fromkeys(sets))}); name them with "
+                         "--emotional-set/--control-set")
+    for name in (args.emotional_set, args.control_set):
+        if (sets == name).sum() < probes.N_SPLITS:
+            raise UsageError(f"set {name!r} has {(sets == name).sum()} item(s); the binary probe "
+                             f"needs >= {probes.N_SPLITS} (one per cross-validation fold)")
     ext = get_activations(EXP_DIR, args, stimuli)
     if ext is None:
         return 0
 
-    sets = np.array([s.set for s in stimuli])
-    labels = np.array([s.label for s in stimuli])
     train = np.flatnonzero(np.isin(sets, [args.emotional_set, args.control_set]))
     y = (sets[train] == args.emotional_set).astype(int)
-    if len(np.unique(y)) < 2:
-        raise SystemExit(f"need both {args.emotional_set} and {args.control_set} in the stimuli")
     groups = np.array([s.pair_id or s.id for s in stimuli])[train]
     texts = [stimuli[i].text for i in train]
     length = ext.n_tokens[train].astype(float)  # prompt tokens = stimulus tokens + a constant
@@ -180,4 +191,4 @@ def _plot_binary(results: pd.DataFrame, markers, args, task: str):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, __file__))

@@ -15,33 +15,42 @@ import pandas as pd
 from llmct import probes
 from llmct.runs import (
     add_probe_args,
+    experiment_main,
     experiment_parser,
     get_activations,
     panel_name,
+    plan_probes,
     plot_layer_panels,
+    run_main,
     run_probe_suite,
+    run_record,
     start_run,
 )
 
 EXP_DIR = Path(__file__).resolve().parent
 RESULTS = ("zeroshot_results.csv", "zeroshot_summary.csv", "zeroshot_vs_fewshot.csv",
            "zeroshot_vs_fewshot.png", "zeroshot_vs_fewshot.svg", "zeroshot_minus_fewshot.png",
-           "zeroshot_minus_fewshot.svg")
+           "zeroshot_minus_fewshot.svg", "run.json")
 KEYS = ["model", "train_set", "test_set", "source", "layer", "depth", "control"]
 
 
+@experiment_main
 def main(argv=None) -> int:
     parser = add_probe_args(experiment_parser(__doc__.splitlines()[0], sets=("set_a", "set_b"),
                                               prompt="zeroshot"))
     parser.add_argument("--baseline-prompt", default="fewshot")
     args = parser.parse_args(argv)
     stimuli, out = start_run(EXP_DIR, args, RESULTS)
+    plan = plan_probes(stimuli, args)  # refused before any extraction if nothing can be probed
     prompts = [args.prompt, args.baseline_prompt]
     exts = [get_activations(EXP_DIR, args, stimuli, prompt=p) for p in prompts]
     if any(e is None for e in exts):
         return 0
 
-    results = pd.concat([run_probe_suite(e, stimuli, args) for e in exts], ignore_index=True)
+    results = pd.concat([run_probe_suite(e, stimuli, args, plan) for e in exts],
+                        ignore_index=True)
+    out.record("run.json", run_record(args, left_out=plan.left_out,
+                                      transfers=[f"{a}->{b}" for a, b, _ in plan.transfers]))
     summary = pd.concat([probes.summarise(results[results.prompt == p], e.n_layers)
                          .assign(prompt=p) for p, e in zip(prompts, exts, strict=True)])
     summary.insert(0, "model", args.model)
@@ -77,4 +86,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, __file__))

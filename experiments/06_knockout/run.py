@@ -28,9 +28,11 @@ from llmct.prompts import build_inputs
 from llmct.runs import (
     OKABE_ITO,
     SOURCE_COLOURS,
+    experiment_main,
     experiment_parser,
     get_activations,
     pyplot,
+    run_main,
     start_run,
 )
 from llmct.stats import bootstrap_ci
@@ -144,6 +146,7 @@ def plot(summary: pd.DataFrame, title: str):
     return fig
 
 
+@experiment_main
 def main(argv=None) -> int:
     parser = experiment_parser(__doc__.splitlines()[0], sets=("set_a", "set_b"))
     parser.add_argument("--modes", nargs="+", default=list(iv.ABLATIONS), choices=iv.ABLATIONS)
@@ -246,4 +249,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, __file__))

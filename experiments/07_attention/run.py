@@ -31,8 +31,10 @@ from llmct.runs import (
     OKABE_ITO,
     PALETTE,
     activation_dir_for,
+    experiment_main,
     experiment_parser,
     pyplot,
+    run_main,
     start_run,
 )
 from validation.lexical_screening import load_terms, nrc_emotions
@@ -154,6 +156,7 @@ def plot(by_head: pd.DataFrame, tests: pd.DataFrame, n_layers: int, n_heads: int
     return fig
 
 
+@experiment_main
 def main(argv=None) -> int:
     parser = experiment_parser(__doc__.splitlines()[0], sets=("set_b", "set_b_control"))
     parser.add_argument("--n-perm", type=int, default=20000)
@@ -253,4 +256,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, __file__))

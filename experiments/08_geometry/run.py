@@ -22,9 +22,11 @@ from llmct.errors import LLMCTError
 from llmct.models import model_slug
 from llmct.runs import (
     PALETTE,
+    experiment_main,
     experiment_parser,
     get_activations,
     pyplot,
+    run_main,
     start_run,
 )
 from llmct.vectors import default_layer
@@ -214,6 +216,7 @@ def plot_centroid_heatmaps(mats: dict, title: str):
     return fig
 
 
+@experiment_main
 def main(argv=None) -> int:
     parser = experiment_parser(__doc__.splitlines()[0], sets=("set_a", "set_b"))
     parser.add_argument("--layer", type=int, default=None,
@@ -299,4 +302,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, __file__))

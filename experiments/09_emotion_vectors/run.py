@@ -23,7 +23,16 @@ from llmct import geometry as geo
 from llmct.errors import LLMCTError
 from llmct.extract import load_model_from_args
 from llmct.lens import lens_logits, top_tokens
-from llmct.runs import PALETTE, Outputs, activation_dir_for, experiment_parser, out_dir_for, pyplot
+from llmct.runs import (
+    PALETTE,
+    Outputs,
+    activation_dir_for,
+    experiment_main,
+    experiment_parser,
+    out_dir_for,
+    pyplot,
+    run_main,
+)
 from llmct.stats import permutation_pvalue
 from llmct.vectors import (
     MEAN_FROM,
@@ -221,6 +230,7 @@ def plot_rsa_matrices(mats: dict, layers: list[int], title: str):
     return fig
 
 
+@experiment_main
 def main(argv=None) -> int:
     args = parse(argv)
     lang = args.language
@@ -385,4 +395,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, __file__))

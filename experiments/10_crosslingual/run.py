@@ -23,7 +23,16 @@ from scipy.stats import spearmanr
 from llmct import geometry as geo
 from llmct.errors import LLMCTError
 from llmct.extract import load_model_from_args
-from llmct.runs import PALETTE, Outputs, activation_dir_for, experiment_parser, out_dir_for, pyplot
+from llmct.runs import (
+    PALETTE,
+    Outputs,
+    activation_dir_for,
+    experiment_main,
+    experiment_parser,
+    out_dir_for,
+    pyplot,
+    run_main,
+)
 from llmct.vectors import (
     MEAN_FROM,
     NEUTRAL_VARIANCE,
@@ -152,6 +161,7 @@ def plot_rsa_detail(mats: dict, nulls: dict, results: dict, labels, title: str):
     return fig
 
 
+@experiment_main
 def main(argv=None) -> int:
     args = parse(argv)
     out = Outputs(out_dir_for(EXP_DIR, args), args.overwrite)
@@ -275,4 +285,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, __file__))

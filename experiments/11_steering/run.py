@@ -29,7 +29,7 @@ from llmct.errors import LLMCTError
 from llmct.extract import load_model_from_args
 from llmct.generation import generate_reply
 from llmct.preferences import ask_preferences, rating_table, ratings, sample_pairs
-from llmct.runs import OKABE_ITO, PALETTE, Outputs, out_dir_for, pyplot
+from llmct.runs import OKABE_ITO, PALETTE, Outputs, experiment_main, out_dir_for, pyplot, run_main
 from llmct.steering import mean_residual_norm, random_direction, steer
 from llmct.vectors import default_layer, load_vector_library
 from stimuli.loader import load_set
@@ -151,6 +151,7 @@ def plot_deltas(table: pd.DataFrame, conds: pd.DataFrame, method: str, title: st
     return fig
 
 
+@experiment_main
 def main(argv=None) -> int:
     args = parse_args(argv)
     path = Path(args.vectors) if args.vectors else default_library(args.model)
@@ -272,4 +273,4 @@ def run(args, library, path: Path, out: Outputs) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, __file__))

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llmct.runs import Outputs
+from llmct.runs import Outputs, experiment_main, run_main
 from llmct.vectors import default_layer
 
 EXP_DIR = Path(__file__).resolve().parent
@@ -537,6 +537,7 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+@experiment_main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--experiments", type=Path, default=EXPERIMENTS,
@@ -563,4 +564,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, __file__))

@@ -1,4 +1,9 @@
-"""Exceptions with messages a researcher can act on (never a bare traceback from deep inside HF)."""
+"""Exceptions with messages a researcher can act on (never a bare traceback from deep inside HF).
+
+Every error llmct raises on purpose derives from :class:`LLMCTError`; the experiments' and the
+``llmct`` command's shared wrapper (:func:`llmct.runs.run_main`) prints its message as one line
+``NAME: error: MESSAGE`` and exits with status 2.
+"""
 
 
 class LLMCTError(Exception):
@@ -18,4 +23,39 @@ class CaptureError(LLMCTError, ValueError):
 
 
 class StoreError(LLMCTError):
-    """Storage problem: refusing to overwrite, a corrupt or foreign file."""
+    """Storage problem: refusing to overwrite, a corrupt or foreign file, a store of another model."""
+
+
+class StimulusError(LLMCTError, ValueError):
+    """A stimulus file or record is invalid (the message names file, line and problem)."""
+
+
+class UsageError(LLMCTError, ValueError):
+    """A command-line option or argument that cannot work (checked before any model is loaded)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """A one-line message for an llmct, file-system or encoding error (file, line and problem).
+
+    OSErrors name the path and what went wrong (a folder where a file was expected, a folder that
+    cannot be written, a missing file); UnicodeDecodeErrors say the bytes are not UTF-8.
+    """
+    if isinstance(exc, OSError) and not isinstance(exc, LLMCTError):
+        hints = {
+            IsADirectoryError: "is a folder, not a file",
+            NotADirectoryError: "a part of this path is a file, not a folder",
+            FileNotFoundError: "no such file or folder",
+            FileExistsError: "already exists",
+            PermissionError: "permission denied (cannot write or read here; choose another "
+                             "--out or fix the permissions)",
+        }
+        what = next((h for t, h in hints.items() if isinstance(exc, t)), None)
+        what = what or exc.strerror or type(exc).__name__
+        where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+        return f"{where}: {what}" if where else f"{what} ({exc})"
+    if isinstance(exc, UnicodeDecodeError):
+        return (f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                "save the file as UTF-8")
+    text = str(exc) or type(exc).__name__
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return "; ".join(lines)

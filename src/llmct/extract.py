@@ -27,11 +27,11 @@ import numpy as np
 
 from .arch import get_adapter
 from .capture import capture, resolve_layers
-from .errors import LLMCTError, StoreError
+from .errors import LLMCTError, StoreError, UsageError
 from .models import model_fingerprint
 from .positions import describe_position
 from .prompts import PROMPT_MODES, build_inputs, fewshot_prompt, zeroshot_prompt
-from .store import ChunkedStore, base_manifest, load_npz
+from .store import ChunkedStore, base_manifest, check_identity, load_npz
 
 #: The paper's three sources: block output (h), attention output (a), MLP output (m).
 DEFAULT_SOURCES = ("hidden_out", "attn_out", "mlp_out")
@@ -99,11 +99,12 @@ def parse_shard(spec: str | tuple[int, int] | None) -> tuple[int, int] | None:
             i_text, n_text = spec.split("/")
             i, n = int(i_text), int(n_text)
         except ValueError:
-            raise LLMCTError(f"--shard must look like i/n (e.g. 0/4), got {spec!r}") from None
+            raise UsageError(f"--shard must look like i/n (e.g. 0/4), got {spec!r}") from None
     else:
         i, n = (int(x) for x in spec)
     if n < 1 or not 0 <= i < n:
-        raise LLMCTError(f"shard {i}/{n}: need n >= 1 and 0 <= i < n (shards are 0-based)")
+        raise UsageError(f"--shard {i}/{n}: need n >= 1 and 0 <= i < n (shards are 0-based: the "
+                         f"shards of {n} are 0/{n} .. {max(n - 1, 0)}/{n})")
     return i, n
 
 
@@ -152,8 +153,8 @@ def _stored_digests(out_dir: Path) -> set[tuple[str, str]]:
     out: set[tuple[str, str]] = set()
     for store in stores_in(out_dir):
         for chunk in store.chunks():
-            with np.load(chunk, allow_pickle=False) as data:
-                out.update(zip(map(str, data["ids"]), map(str, data["text_sha"]), strict=True))
+            data = load_npz(chunk, ["ids", "text_sha"])[0]
+            out.update(zip(map(str, data["ids"]), map(str, data["text_sha"]), strict=True))
     return out
 
 
@@ -164,13 +165,53 @@ def _missing(pairs: list[tuple[str, str]], stored: set[tuple[str, str]]) -> list
 def _check_manifest(out_dir: Path, manifest: dict) -> None:
     for store in stores_in(out_dir):
         store.check_compatible(manifest)
-        existing = store.manifest()
-        for key in ("prompt_template", "attention"):
-            if existing is not None and existing.get(key) != manifest.get(key):
-                raise StoreError(
-                    f"{store.folder} was extracted with {key}={existing.get(key)!r}, not "
-                    f"{manifest.get(key)!r}; use another output folder (nothing was overwritten)"
-                )
+
+
+def check_store(out_dir: str | Path, expected: dict | None) -> None:
+    """Check every chunk under ``out_dir`` (complete or not, every shard) against the identity
+    ``expected`` (see :func:`expected_identity`) and against each other.
+
+    Raises:
+        StoreError: a chunk of another model, dtype, prompt or position rule (both identities
+            named), or a truncated or corrupt chunk (named, with how to recover).
+    """
+    first: dict | None = None
+    for store in stores_in(out_dir):
+        for chunk, manifest in store.manifests():
+            if expected:
+                check_identity(chunk, manifest, expected)
+            if first is None:
+                first = manifest
+            else:
+                check_identity(chunk, manifest, first)
+
+
+def position_rule(prompt: str) -> str:
+    """The manifest's ``position`` for a prompt mode (as :func:`extract` records it)."""
+    if prompt == "chat":
+        return "chat:explicit"
+    _, position = build_inputs(None, ["x"], prompt)
+    return describe_position(position)
+
+
+def expected_identity(model_name: str, *, prompt: str, dtype: str | None = None,
+                      device: str | None = None) -> dict:
+    """The identity (IDENTITY fields) a run of ``model_name`` under ``prompt`` will record,
+    computed without loading the model: the weights' fingerprint from their files
+    (:func:`llmct.models.weights_fingerprint`; None, i.e. not compared, when they are not on
+    this machine), the dtype ``load_model`` will resolve, the prompt template and position rule.
+    """
+    from .models import resolve_device, resolve_dtype, weights_fingerprint
+
+    torch_dtype = resolve_dtype(dtype, resolve_device(device))
+    return {
+        "model": model_name,
+        "model_fingerprint": weights_fingerprint(model_name),
+        "dtype": str(torch_dtype).replace("torch.", ""),
+        "prompt": prompt,
+        "prompt_template": None if prompt == "chat" else _prompt_template(None, prompt),
+        "position": position_rule(prompt),
+    }
 
 
 def extract(
@@ -201,7 +242,9 @@ def extract(
     mine = pairs if shard is None else pairs[shard[0] :: shard[1]]
     store_dir = out_dir if shard is None else out_dir / f"shard-{shard[0]}-of-{shard[1]}"
     if chunk_size < 1:
-        raise LLMCTError(f"chunk_size must be >= 1, got {chunk_size}")
+        raise UsageError(f"--chunk-size must be >= 1, got {chunk_size}")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
 
     adapter = get_adapter(model)
     n_layers = adapter.n_layers(model)
@@ -211,7 +254,7 @@ def extract(
         model=name,
         model_fingerprint=model_fingerprint(model),
         dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
-        position=describe_position(position) if isinstance(position, str) else f"{prompt}:explicit",
+        position=position_rule(prompt),
         prompt=prompt,
         prompt_template=_prompt_template(tokenizer, prompt),
         sources=list(sources),
@@ -272,15 +315,21 @@ def _pad_attention(rows: list[np.ndarray], width: int | None = None) -> np.ndarr
     return out
 
 
-def load_extraction(out_dir: str | Path, stimuli_or_ids, *, sources: Sequence[str] | None = None
-                    ) -> Extraction:
+def load_extraction(out_dir: str | Path, stimuli_or_ids, *, sources: Sequence[str] | None = None,
+                    expected: dict | None = None) -> Extraction:
     """Merge every stored chunk under ``out_dir`` into arrays in the order of ``stimuli_or_ids``.
 
     Given stimuli, each id's row is the one whose text digest matches the stimulus text; given
-    bare ids, an id stored for two different texts is an error. Raises StoreError naming the
-    missing ids if the extraction is incomplete.
+    bare ids, an id stored for two different texts is an error. Every chunk's manifest is checked
+    against ``expected`` (an identity from :func:`expected_identity`; None checks only that the
+    chunks agree with each other).
+
+    Raises:
+        StoreError: missing ids (the extraction is incomplete), chunks of another model, dtype,
+            prompt or position rule (both identities named), or a truncated chunk (named).
     """
     out_dir = Path(out_dir)
+    check_store(out_dir, expected)
     items = list(stimuli_or_ids)
     if items and isinstance(items[0], str):
         pairs, order = None, [str(i) for i in items]
@@ -340,12 +389,16 @@ def _unpad(row: np.ndarray) -> np.ndarray:
 def ensure_extraction(out_dir: str | Path, stimuli, *, load=None, prompt: str = "fewshot",
                       sources: Sequence[str] = DEFAULT_SOURCES, layers="all", batch_size: int = 8,
                       chunk_size: int = 32, progress: bool = True,
-                      model_name: str | None = None) -> Extraction:
+                      model_name: str | None = None, expected: dict | None = None) -> Extraction:
     """Load the activations of ``stimuli`` from ``out_dir``, extracting whatever is missing first.
 
     ``load`` is a zero-argument callable returning ``(model, tokenizer)``; it is only called when
-    something must be extracted, so analyses of stored activations never load the model.
+    something must be extracted, so analyses of stored activations never load the model. The
+    store is checked against ``expected`` (see :func:`check_store`) before anything is read or
+    extracted.
     """
+    if Path(out_dir).exists():
+        check_store(out_dir, expected)
     stored = _stored_digests(Path(out_dir)) if Path(out_dir).exists() else set()
     if _missing(_as_pairs(stimuli), stored):
         if load is None:
@@ -354,7 +407,7 @@ def ensure_extraction(out_dir: str | Path, stimuli, *, load=None, prompt: str = 
         extract(model, tokenizer, stimuli, out_dir, prompt=prompt, sources=sources, layers=layers,
                 batch_size=batch_size, chunk_size=chunk_size, progress=progress,
                 model_name=model_name)
-    return load_extraction(out_dir, stimuli)
+    return load_extraction(out_dir, stimuli, expected=expected)
 
 
 def limit_stimuli(stimuli: list, n: int | None) -> list:
@@ -374,23 +427,49 @@ def limit_stimuli(stimuli: list, n: int | None) -> list:
             if k in kept or (getattr(s, "pair_id", None) and s.pair_id in pairs)]
 
 
-def select_stimuli(stimuli_path: str | None, sets: Sequence[str], limit: int | None = None
-                   ) -> list:
-    """A user's JSONL file (validated; rows without ``set`` get set ``"user"``) or shipped sets."""
-    from stimuli.loader import load_jsonl, load_sets
+def _paths(stimuli_paths) -> list[str]:
+    if not stimuli_paths:
+        return []
+    return [str(stimuli_paths)] if isinstance(stimuli_paths, str | Path) else [
+        str(p) for p in stimuli_paths]
 
-    if stimuli_path:
-        chosen = load_jsonl(stimuli_path, default_set="user")
-    else:
-        chosen = load_sets(*sets)
+
+def select_stimuli(stimuli_paths: str | Sequence[str] | None, sets: Sequence[str],
+                   limit: int | None = None) -> list:
+    """A user's JSONL file(s) (validated by :func:`llmct.stimuli.load_files`: rows without
+    ``set`` take their file's stem as set name) or the shipped ``sets``; at most ``limit`` items
+    per (set, label)."""
+    from .stimuli import load_files, load_sets
+
+    paths = _paths(stimuli_paths)
+    chosen = load_files(paths) if paths else load_sets(*sets)
     return limit_stimuli(chosen, limit)
 
 
-def activation_folder(root: str | Path, prompt: str, stimuli_path: str | None = None) -> Path:
-    """``<root>/<prompt>``, or ``<root>/<prompt>-<file stem>`` for a user's stimulus file, so the
-    ids of a user file never mix with the shipped sets' and each prompt mode has its own store."""
-    name = prompt if not stimuli_path else f"{prompt}-{Path(stimuli_path).stem}"
-    return Path(root) / name
+def activation_folder(root: str | Path, prompt: str, stimuli_paths=None) -> Path:
+    """``<root>/<prompt>``, or ``<root>/<prompt>-<stem>[+<stem>...]`` for a user's stimulus
+    file(s), so the ids of a user file never mix with the shipped sets' and each prompt mode has
+    its own store (a long list of stems is shortened to a digest)."""
+    stems = [Path(p).stem for p in _paths(stimuli_paths)]
+    if not stems:
+        return Path(root) / prompt
+    joined = "+".join(stems)
+    if len(joined) > 80:
+        joined = f"{stems[0]}+{len(stems) - 1}more-" + hashlib.sha256(joined.encode()).hexdigest()[:8]
+    return Path(root) / f"{prompt}-{joined}"
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (so ``--batch-size 0`` is refused before any work)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def add_extract_args(parser, *, sets: Sequence[str] = ("set_a", "set_b", "set_b_control", "set_c"),
@@ -403,16 +482,17 @@ def add_extract_args(parser, *, sets: Sequence[str] = ("set_a", "set_b", "set_b_
     parser.add_argument("--device-map", default=None, metavar="MAP",
                         help="e.g. 'auto': spread a model too large for one GPU over all visible "
                         "GPUs (accelerate); replaces --device")
-    parser.add_argument("--stimuli", default=None, metavar="PATH.jsonl",
-                        help="your own stimulus file instead of the shipped sets")
+    parser.add_argument("--stimuli", nargs="+", default=None, metavar="PATH.jsonl",
+                        help="your own stimulus file(s) instead of the shipped sets (rows without "
+                        "'set' take the file's stem as their set name)")
     parser.add_argument("--sets", nargs="+", default=list(sets), help="shipped sets to use")
     parser.add_argument("--prompt", default=prompt, choices=sorted(PROMPT_MODES))
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--chunk-size", type=int, default=32,
+    parser.add_argument("--batch-size", type=positive_int, default=8)
+    parser.add_argument("--chunk-size", type=positive_int, default=32,
                         help="items per stored chunk (the unit of resumption)")
     parser.add_argument("--shard", default=None, metavar="i/n",
                         help="extract only items i, i+n, ... (0-based) to split work across processes")
-    parser.add_argument("--limit", type=int, default=None, metavar="N",
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
                         help="quick run: at most N stimuli per (set, label)")
     parser.add_argument("--sources", nargs="+", default=list(DEFAULT_SOURCES))
     parser.add_argument("--layers", nargs="+", type=int, default=None,
@@ -420,7 +500,7 @@ def add_extract_args(parser, *, sets: Sequence[str] = ("set_a", "set_b", "set_b_
     parser.add_argument("--activations", default=None, metavar="ROOT",
                         help="root of the activation stores: one sub-folder per prompt mode "
                         "(resumed, never overwritten)")
-    parser.add_argument("--torch-threads", type=int, default=None, metavar="N",
+    parser.add_argument("--torch-threads", type=positive_int, default=None, metavar="N",
                         help="CPU threads for the forward passes (on a busy shared machine 1 can "
                         "be several times faster than the default)")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
@@ -451,6 +531,10 @@ def run_extract_from_args(args) -> tuple[list, ExtractionSummary]:
     if not args.activations:
         raise LLMCTError("no activation root given (--activations ROOT)")
     chosen = select_stimuli(args.stimuli, args.sets, args.limit)
+    parse_shard(args.shard)
+    folder = activation_folder(args.activations, args.prompt, args.stimuli)
+    check_store(folder, expected_identity(args.model, prompt=args.prompt, dtype=args.dtype,
+                                          device=args.device))
     model, tokenizer = load_model_from_args(args)
     folder = activation_folder(args.activations, args.prompt, args.stimuli)
     summary = extract(model, tokenizer, chosen, folder, prompt=args.prompt,
@@ -476,12 +560,16 @@ __all__ = [
     "activation_folder",
     "add_extract_args",
     "apply_thread_args",
+    "check_store",
     "ensure_extraction",
+    "expected_identity",
     "extract",
     "limit_stimuli",
     "load_extraction",
     "load_model_from_args",
     "parse_shard",
+    "position_rule",
+    "positive_int",
     "run_extract_from_args",
     "select_stimuli",
     "stores_in",

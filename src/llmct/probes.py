@@ -270,6 +270,86 @@ def feature_cv_auroc(features: np.ndarray, y, folds: Folds, *, C: float = 1.0) -
 
 # -- the standard battery of experiments 02 and 04 -----------------------------------------------
 
+@dataclass
+class ProbePlan:
+    """What :func:`probe_suite` will fit, decided from labels alone (before any activation exists).
+
+    ``within``: set -> the labels of its within-set CV probe; ``transfers``: ``(train, test,
+    shared labels)``; ``left_out``: one dict per thing left out, with ``set`` (or ``train_set``/
+    ``test_set``), ``label``, ``n_items`` and ``reason`` -- for the terminal and ``run.json``.
+    """
+
+    within: dict[str, list[str]]
+    transfers: list[tuple[str, str, list[str]]]
+    left_out: list[dict]
+
+    @property
+    def empty(self) -> bool:
+        return not self.within and not self.transfers
+
+
+def plan_suite(labels, sets, *, transfers: Sequence[tuple[str, str]] | None = None,
+               exclude_labels: Sequence[str] = ("neutral",), min_per_class: int = N_SPLITS
+               ) -> ProbePlan:
+    """The probes :func:`probe_suite` fits for ``labels``/``sets`` (parallel sequences), and
+    everything it leaves out and why.
+
+    ``transfers`` None means every ordered pair of the sets present (in order of appearance);
+    a label needs ``min_per_class`` items (the 5 stratified folds need one per fold), a probe at
+    least 2 labels, a transfer at least 2 labels shared by both sets.
+
+    Raises:
+        ValueError: a transfer names a set that is not present.
+    """
+    labels, sets = np.asarray(labels, dtype=object), np.asarray(sets, dtype=object)
+    names = list(dict.fromkeys(sets.tolist()))
+    left_out: list[dict] = []
+    usable: dict[str, list[str]] = {}
+    for name in names:
+        counts = dict(zip(*np.unique(labels[sets == name].astype(str), return_counts=True),
+                          strict=True))
+        keep = []
+        for label, n in counts.items():
+            if label in exclude_labels:
+                left_out.append({"set": name, "label": label, "n_items": int(n),
+                                 "reason": "excluded (--exclude-labels)"})
+            elif n < min_per_class:
+                left_out.append({"set": name, "label": label, "n_items": int(n),
+                                 "reason": f"only {n} item(s); a probe needs >= {min_per_class} "
+                                 "per label (one per cross-validation fold)"})
+            else:
+                keep.append(label)
+        usable[name] = keep
+    within = {}
+    for name in names:
+        if len(usable[name]) >= 2:
+            within[name] = usable[name]
+        else:
+            left_out.append({"set": name, "label": None, "n_items": int((sets == name).sum()),
+                             "reason": f"no within-set probe: {len(usable[name])} usable label(s), "
+                             "need >= 2"})
+    if transfers is None:
+        transfers = [(a, b) for a in names for b in names if a != b]
+    pairs = []
+    for train, test in transfers:
+        absent = [x for x in (train, test) if x not in usable]
+        if absent:
+            raise ValueError(f"transfer {train}:{test}: set(s) {', '.join(map(repr, absent))} not "
+                             f"in the stimuli (sets present: {', '.join(names)})")
+        shared = [lab for lab in usable[train] if lab in usable[test]]
+        for label in sorted(set(usable[train]) ^ set(usable[test])):
+            left_out.append({"train_set": train, "test_set": test, "label": label,
+                             "n_items": None, "reason": "transfer: label usable in only one of "
+                             "the two sets"})
+        if len(shared) >= 2:
+            pairs.append((train, test, shared))
+        else:
+            left_out.append({"train_set": train, "test_set": test, "label": None,
+                             "n_items": None, "reason": f"no transfer: {len(shared)} shared "
+                             "usable label(s), need >= 2"})
+    return ProbePlan(within, pairs, left_out)
+
+
 @single_threaded_blas
 def probe_suite(
     acts: dict[str, np.ndarray],
@@ -279,10 +359,11 @@ def probe_suite(
     *,
     layers: Sequence[int],
     n_layers: int,
-    transfers: Sequence[tuple[str, str]] = (("set_a", "set_b"),),
+    transfers: Sequence[tuple[str, str]] | None = (("set_a", "set_b"),),
     exclude_labels: Sequence[str] = ("neutral",),
     min_per_class: int = N_SPLITS,
     C: float = 1.0,
+    plan: ProbePlan | None = None,
 ) -> pd.DataFrame:
     """Within-set CV probes for every set, and transfer for each ``(train, test)`` pair, each with
     its shuffled-label control and its text-only TF-IDF baseline on the same folds.
@@ -291,17 +372,22 @@ def probe_suite(
     n_test, n_classes``; ``control`` is ``none`` (the probe), ``shuffled`` or ``text_tfidf`` (one
     row per set, ``source="text"``, ``layer=-1``). Layer 0 of the ``none`` rows is the layer-0
     baseline. Labels in ``exclude_labels`` and classes with fewer than ``min_per_class`` items are
-    left out (the paper's 8-class problem excludes Set A's neutral items).
+    left out (the paper's 8-class problem excludes Set A's neutral items); ``transfers`` None
+    means every ordered pair of sets present. What is left out and why: :func:`plan_suite`
+    (pass its ``plan`` to reuse it). Transfer pairs naming an absent set are skipped.
     """
     labels, sets = np.asarray(labels), np.asarray(sets)
     texts = np.asarray(list(texts), dtype=object)
-    keep = ~np.isin(labels, list(exclude_labels))
+    if plan is None:
+        present = set(sets.tolist())
+        if transfers is not None:
+            transfers = [(a, b) for a, b in transfers if a in present and b in present]
+        plan = plan_suite(labels, sets, transfers=transfers, exclude_labels=exclude_labels,
+                          min_per_class=min_per_class)
     frames = []
 
     def rows_of(name: str) -> np.ndarray:
-        idx = np.flatnonzero(keep & (sets == name))
-        values, counts = np.unique(labels[idx], return_counts=True)
-        return idx[np.isin(labels[idx], values[counts >= min_per_class])]
+        return np.flatnonzero((sets == name) & np.isin(labels, plan.within[name]))
 
     def tag(df: pd.DataFrame, train: str, test: str, n_train: int, n_test: int, k: int):
         df.insert(0, "test_set", test)
@@ -309,11 +395,9 @@ def probe_suite(
         df["n_train"], df["n_test"], df["n_classes"] = n_train, n_test, k
         frames.append(df)
 
-    for name in dict.fromkeys(sets):
+    for name in plan.within:
         idx = rows_of(name)
         y = labels[idx]
-        if len(np.unique(y)) < 2:
-            continue
         folds = make_folds(y)
         sub = {s: a[idx] for s, a in acts.items()}
         n_test = len(idx) // len(folds)
@@ -326,12 +410,9 @@ def probe_suite(
         tag(pd.DataFrame([_text_row(float(text.mean()), float(text.std()), len(folds))]),
             name, name, len(idx) - n_test, n_test, k)
 
-    for train, test in transfers:
-        tr, te = rows_of(train), rows_of(test)
-        shared = np.intersect1d(labels[tr], labels[te])
-        tr, te = tr[np.isin(labels[tr], shared)], te[np.isin(labels[te], shared)]
-        if len(shared) < 2:
-            continue
+    for train, test, shared in plan.transfers:
+        tr = np.flatnonzero((sets == train) & np.isin(labels, shared))
+        te = np.flatnonzero((sets == test) & np.isin(labels, shared))
         a_tr = {s: a[tr] for s, a in acts.items()}
         a_te = {s: a[te] for s, a in acts.items()}
         k = len(shared)
@@ -375,6 +456,7 @@ def summarise(results: pd.DataFrame, n_layers: int, tol: float = PEAK_TOL) -> pd
 __all__ = [
     "LinearProbe",
     "PeakLayer",
+    "ProbePlan",
     "cv_auroc",
     "depth",
     "feature_cv_auroc",
@@ -383,6 +465,7 @@ __all__ = [
     "make_folds",
     "peak_layer",
     "peak_table",
+    "plan_suite",
     "probe_suite",
     "score_auroc",
     "shuffled",

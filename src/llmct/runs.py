@@ -8,17 +8,27 @@ each other lives here.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import contextvars
+import functools
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import LLMCTError
+from .errors import LLMCTError, UsageError, one_line
 from .extract import (
     Extraction,
     activation_folder,
     add_extract_args,
+    check_store,
     ensure_extraction,
+    expected_identity,
     extract,
     load_model_from_args,
+    parse_shard,
     select_stimuli,
 )
 from .models import model_slug
@@ -32,10 +42,77 @@ PALETTE = list(_STYLE.OKABE_ITO)
 SOURCE_COLOURS = dict(_STYLE.SOURCE_COLOURS)
 
 
+# -- one-line errors ---------------------------------------------------------------------------
+
+#: The name errors are reported under while an experiment runs (set by :func:`experiment_main`).
+_RUN_NAME: contextvars.ContextVar[str | None] = contextvars.ContextVar("llmct_run", default=None)
+#: Outputs opened during the current experiment run (committed when it returns).
+_OPEN_OUTPUTS: contextvars.ContextVar[list | None] = contextvars.ContextVar("llmct_outputs",
+                                                                          default=None)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line, ``NAME: error: MESSAGE`` (exit 2),
+    without the long usage block (``--help`` still prints it)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{_RUN_NAME.get() or self.prog}: error: {message}\n")
+
+
+def experiment_main(fn: Callable) -> Callable:
+    """Decorator for an experiment's ``main(argv)``: errors are reported under the experiment's
+    name, and every :class:`Outputs` it opens is written atomically -- its files go to a staging
+    folder that is moved into place when ``main`` returns and deleted if it raises, so an error
+    never leaves a half-written results folder."""
+    file = fn.__globals__.get("__file__")
+    name = Path(file).resolve().parent.name if file else None
+
+    @functools.wraps(fn)
+    def wrapper(argv=None):
+        run_token = _RUN_NAME.set(name or _RUN_NAME.get())
+        out_token = _OPEN_OUTPUTS.set([])
+        try:
+            try:
+                result = fn(argv)
+            except BaseException:
+                for out in _OPEN_OUTPUTS.get() or []:
+                    out.discard()
+                raise
+            for out in _OPEN_OUTPUTS.get() or []:
+                out.commit()
+            return result
+        finally:
+            _OPEN_OUTPUTS.reset(out_token)
+            _RUN_NAME.reset(run_token)
+
+    return wrapper
+
+
+def run_main(main: Callable, file: str | Path | None = None, argv: Sequence[str] | None = None
+             ) -> int:
+    """Run an experiment's ``main(argv)`` as a command: llmct's own errors, file-system errors and
+    encoding errors print one line ``NN_name: error: PROBLEM`` on stderr and give exit status 2
+    (set ``LLMCT_TRACEBACK=1`` to see the traceback instead). ``file`` is the experiment's
+    ``__file__`` (its folder names it). Returns the exit status for :func:`sys.exit`.
+    """
+    name = Path(file).resolve().parent.name if file else (_RUN_NAME.get() or "llmct")
+    token = _RUN_NAME.set(name)
+    try:
+        result = main(None if argv is None else list(argv))
+        return result if isinstance(result, int) else 0
+    except (LLMCTError, OSError, UnicodeError) as exc:
+        if os.environ.get("LLMCT_TRACEBACK"):
+            raise
+        print(f"{name}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    finally:
+        _RUN_NAME.reset(token)
+
+
 def experiment_parser(description: str, *, sets: Sequence[str], prompt: str = "fewshot"
                       ) -> argparse.ArgumentParser:
     """The arguments every experiment takes: the extraction options plus ``--out``/``--overwrite``."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = OneLineParser(description=description)
     add_extract_args(parser, sets=sets, prompt=prompt)
     parser.add_argument("--out", default=None,
                         help="results folder (default: experiments/NN_name/outputs/<model-slug>/)")
@@ -60,28 +137,84 @@ def activation_dir_for(exp_dir: Path, args, prompt: str | None = None) -> Path:
 class Outputs:
     """A results folder whose files are written once: existing results are refused, not replaced,
     unless ``overwrite``. Call :meth:`claim` with every file name *before* computing, so a run
-    fails in its first second instead of after an hour."""
+    fails in its first second instead of after an hour.
+
+    Inside an :func:`experiment_main` run the files are written to a staging folder next to
+    ``folder`` and moved into it only when the run returns (:meth:`commit`); an error deletes
+    them (:meth:`discard`), so a failed run leaves no half-written results. Outside one, files
+    are written in place.
+    """
 
     def __init__(self, folder: str | Path, overwrite: bool = False) -> None:
         self.folder = Path(folder)
         self.overwrite = overwrite
         self.written: list[Path] = []
+        self._staging: Path | None = None
+        registry = _OPEN_OUTPUTS.get()
+        self.staged = registry is not None
+        if registry is not None:
+            registry.append(self)
+
+    def _check_folder(self) -> None:
+        if self.folder.exists() and not self.folder.is_dir():
+            raise UsageError(f"{self.folder} is a file, not a folder; pass another --out")
 
     def claim(self, names: Sequence[str]) -> None:
+        self._check_folder()
         clash = [n for n in names if (self.folder / n).exists()]
         if clash and not self.overwrite:
             raise LLMCTError(
                 f"{self.folder} already holds {', '.join(clash)}; refusing to overwrite results. "
                 "Pass --overwrite, or --out NEW_FOLDER to keep both."
             )
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self._target_dir()  # fails now (not after the work) if the folder cannot be written
+
+    def _target_dir(self) -> Path:
+        """Where files go now: the staging folder (created on first use) or the folder itself."""
+        if not self.staged:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            return self.folder
+        if self._staging is None:
+            self.folder.parent.mkdir(parents=True, exist_ok=True)
+            self._staging = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.partial-",
+                                                  dir=self.folder.parent))
+        return self._staging
 
     def path(self, name: str) -> Path:
-        p = self.folder / name
-        if p.exists() and not self.overwrite and p not in self.written:
-            raise LLMCTError(f"{p} exists; refusing to overwrite (pass --overwrite)")
+        """The path to write result file ``name`` to (in the staging folder during a run)."""
+        self._check_folder()
+        final = self.folder / name
+        if final.exists() and not self.overwrite and final not in self.written:
+            raise LLMCTError(f"{final} exists; refusing to overwrite (pass --overwrite)")
+        target = self._target_dir() / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if final not in self.written:
+            self.written.append(final)
+        return target
+
+    def commit(self) -> None:
+        """Move the staged files into ``folder`` (each file replaced atomically)."""
+        if self._staging is None:
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.written.append(p)
+        for final in self.written:
+            staged = self._staging / final.relative_to(self.folder)
+            if staged.exists():
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, final)
+        shutil.rmtree(self._staging, ignore_errors=True)
+        self._staging = None
+
+    def discard(self) -> None:
+        """Delete the staged files (the run failed): ``folder`` is left as it was."""
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
+
+    def record(self, name: str, info: dict) -> Path:
+        """Write ``info`` as JSON (e.g. ``run.json``: what was left out and why)."""
+        p = self.path(name)
+        p.write_text(json.dumps(info, indent=2, default=str) + "\n")
         return p
 
     def csv(self, name: str, frame) -> Path:
@@ -155,25 +288,77 @@ def add_probe_args(parser):
     """Options of the emotion-probe battery (experiments 02 and 04)."""
     parser.add_argument("--exclude-labels", nargs="*", default=["neutral"],
                         help="labels left out of the emotion probes (default: neutral)")
-    parser.add_argument("--transfer", nargs="*", default=["set_a:set_b", "set_b:set_a"],
-                        metavar="TRAIN:TEST", help="transfer pairs (pairs of absent sets skipped)")
+    parser.add_argument("--transfer", nargs="*", default=None, metavar="TRAIN:TEST",
+                        help="transfer pairs (default: every ordered pair of the sets present, "
+                        "e.g. a->b and b->a for --stimuli a.jsonl b.jsonl; give the option with "
+                        "no pairs for none)")
     return parser
 
 
-def run_probe_suite(ext: Extraction, stimuli, args):
-    """:func:`llmct.probes.probe_suite` on one extraction, tagged with model and prompt."""
+def _transfer_pairs(args) -> list[tuple[str, str]] | None:
+    if args.transfer is None:
+        return None
+    pairs = []
+    for t in args.transfer:
+        a, sep, b = t.partition(":")
+        if not sep or not a or not b:
+            raise UsageError(f"--transfer {t!r}: expected TRAIN:TEST (two set names)")
+        pairs.append((a, b))
+    return pairs
+
+
+def plan_probes(stimuli, args, *, name: str | None = None):
+    """The probes 02/04 will fit on ``stimuli`` (:func:`llmct.probes.plan_suite`), decided before
+    any activation is extracted; prints what is left out and why.
+
+    Raises:
+        UsageError: nothing can be probed (e.g. a single label), or a transfer names an absent set.
+    """
     from . import probes
 
-    transfers = [tuple(t.split(":", 1)) for t in args.transfer]
+    labels, sets = [s.label for s in stimuli], [s.set for s in stimuli]
+    try:
+        plan = probes.plan_suite(labels, sets, transfers=_transfer_pairs(args),
+                                 exclude_labels=args.exclude_labels)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    tag = name or _RUN_NAME.get() or "probes"
+    for item in plan.left_out:
+        where = (f"set {item['set']!r}" if "set" in item
+                 else f"transfer {item['train_set']} -> {item['test_set']}")
+        label = f" label {item['label']!r}" if item.get("label") else ""
+        print(f"[{tag}] left out: {where}{label}: {item['reason']}", flush=True)
+    if plan.empty:
+        counts: dict[str, dict[str, int]] = {}
+        for s in stimuli:
+            counts.setdefault(s.set, {}).setdefault(s.label, 0)
+            counts[s.set][s.label] += 1
+        shown = "; ".join(f"{k}: " + ", ".join(f"{lab}={n}" for lab, n in v.items())
+                          for k, v in counts.items())
+        raise UsageError("nothing to probe: no set has 2 labels with >= 5 items each and no two "
+                         f"sets share 2 such labels (items per label: {shown})")
+    return plan
+
+
+def run_probe_suite(ext: Extraction, stimuli, args, plan=None):
+    """:func:`llmct.probes.probe_suite` on one extraction, tagged with model and prompt
+    (``plan``: from :func:`plan_probes`, computed here if not given)."""
+    from . import probes
+
+    plan = plan or plan_probes(stimuli, args)
     results = probes.probe_suite(
         ext.acts, [s.label for s in stimuli], [s.set for s in stimuli], [s.text for s in stimuli],
-        layers=ext.layers, n_layers=ext.n_layers, transfers=transfers,
-        exclude_labels=args.exclude_labels)
-    if results.empty:
-        raise LLMCTError("no set has two labels with >= 5 items each: nothing to probe")
+        layers=ext.layers, n_layers=ext.n_layers, exclude_labels=args.exclude_labels, plan=plan)
     results.insert(0, "prompt", ext.manifest["prompt"])
     results.insert(0, "model", args.model)
     return results
+
+
+def run_record(args, *, left_out: Sequence[dict] = (), **extra) -> dict:
+    """The ``run.json`` of an experiment: its arguments, stimulus files and what was left out."""
+    return {"args": {k: v for k, v in vars(args).items() if not callable(v)},
+            "stimuli": args.stimuli or list(getattr(args, "sets", []) or []),
+            "left_out": list(left_out), **extra}
 
 
 def panel_name(frame):
@@ -185,12 +370,59 @@ def panel_name(frame):
 
 
 def get_stimuli(args) -> list:
+    """The validated stimuli named by ``--stimuli``/``--sets`` (at most ``--limit`` per label)."""
     return select_stimuli(args.stimuli, args.sets, args.limit)
+
+
+def model_n_layers(model_name: str) -> int | None:
+    """Number of blocks of ``model_name`` read from its config without loading weights (embedded
+    models, local folders, Hugging Face ids in the local cache); None if unknown here."""
+    from .models import _weights_folder, embedded_model
+
+    spec = embedded_model(model_name)
+    if spec is not None:
+        return spec.n_layers
+    folder = _weights_folder(model_name)
+    if folder is None or not (folder / "config.json").is_file():
+        return None
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for cfg in (config, config.get("text_config") or {}):
+        for key in ("num_hidden_layers", "n_layer", "num_layers"):
+            if isinstance(cfg.get(key), int):
+                return cfg[key]
+    return None
+
+
+def check_args(args) -> None:
+    """Check what can be checked before any stimulus is read or model loaded: ``--shard``,
+    ``--layers`` against the model's config (when it is on this machine).
+
+    Raises:
+        UsageError: naming the option and the problem.
+    """
+    if getattr(args, "shard", None):
+        parse_shard(args.shard)
+    layers = getattr(args, "layers", None)
+    if layers:
+        bad = [x for x in layers if isinstance(x, bool) or not isinstance(x, int)]
+        if bad:
+            raise UsageError(f"--layers: layer indices must be integers, got {bad}")
+        n = model_n_layers(args.model)
+        if n is not None:
+            out = [x for x in layers if not -n <= x < n]
+            if out:
+                raise UsageError(f"--layers {' '.join(map(str, out))}: out of range; "
+                                 f"{args.model!r} has {n} layers (0..{n - 1}, or -{n}..-1)")
 
 
 def start_run(exp_dir: Path, args, results: Sequence[str]) -> tuple[list, Outputs]:
     """The stimuli and results folder of an experiment, with its result files claimed before any
-    work (a ``--shard`` run only extracts, so it claims nothing)."""
+    work (a ``--shard`` run only extracts, so it claims nothing). Options, stimuli and the output
+    folder are all checked here, before any model is loaded."""
+    check_args(args)
     stimuli = get_stimuli(args)
     out = Outputs(out_dir_for(exp_dir, args), args.overwrite)
     if not getattr(args, "shard", None):
@@ -205,6 +437,8 @@ def get_activations(exp_dir: Path, args, stimuli, prompt: str | None = None
     (analyses run once every shard has finished)."""
     prompt = prompt or args.prompt
     folder = activation_dir_for(exp_dir, args, prompt)
+    expected = expected_identity(args.model, prompt=prompt, dtype=args.dtype, device=args.device)
+    check_store(folder, expected)  # before the model loads: a store of another model is refused
 
     def load():
         return load_model_from_args(args)
@@ -222,22 +456,29 @@ def get_activations(exp_dir: Path, args, stimuli, prompt: str | None = None
     return ensure_extraction(folder, stimuli, load=load, prompt=prompt, sources=args.sources,
                              layers=args.layers or "all",
                              batch_size=args.batch_size, chunk_size=args.chunk_size,
-                             progress=args.progress, model_name=args.model)
+                             progress=args.progress, model_name=args.model, expected=expected)
 
 
 __all__ = [
     "OKABE_ITO",
     "PALETTE",
     "SOURCE_COLOURS",
+    "OneLineParser",
     "Outputs",
     "activation_dir_for",
     "add_probe_args",
+    "check_args",
+    "experiment_main",
     "experiment_parser",
     "get_activations",
     "get_stimuli",
+    "model_n_layers",
+    "plan_probes",
     "out_dir_for",
     "plot_layer_panels",
     "panel_name",
     "pyplot",
+    "run_main",
     "run_probe_suite",
+    "run_record",
 ]
