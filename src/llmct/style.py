@@ -1,27 +1,173 @@
-"""Access to the project's one style module, ``visualization/figures/style_config.py``.
+"""The one place for figure style: Okabe-Ito colours, fonts, colour ramps and saving.
 
-The library's figures and the HTML report take their colours from it so that every chart of the
-project shares one palette; it is loaded from the repository root (it is not part of the wheel).
+Part of the library so that the library's own figures and the HTML report (through
+:func:`web_theme`) never need the repository checkout; ``visualization/figures/style_config.py``
+re-exports this module for the publication figures.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
-import importlib.util
+import sys
 from pathlib import Path
 
+# Okabe & Ito (2008), colour-blind safe; ordered so the first colours read well as lines.
+OKABE_ITO = [
+    "#0072B2",  # blue
+    "#E69F00",  # orange
+    "#009E73",  # bluish green
+    "#D55E00",  # vermillion
+    "#CC79A7",  # reddish purple
+    "#56B4E9",  # sky blue
+    "#000000",  # black
+    "#F0E442",  # yellow (weak on white: last)
+]
+NAMED = {
+    "blue": "#0072B2",
+    "orange": "#E69F00",
+    "green": "#009E73",
+    "vermillion": "#D55E00",
+    "purple": "#CC79A7",
+    "sky": "#56B4E9",
+    "black": "#000000",
+    "yellow": "#F0E442",
+    "grey": "#6B7280",
+}
+# Ramps built from Okabe-Ito anchors: sequential (low -> high) and diverging (neg -> 0 -> pos).
+SEQUENTIAL = ["#FFFFFF", "#56B4E9", "#0072B2", "#003A5C"]
+DIVERGING = ["#D55E00", "#FFFFFF", "#0072B2"]
+# Line styles cycled once the palette runs out (more series than colours).
+DASHES = ["-", "--", ":", "-."]
+ROLE_STYLE = {"user": "-", "assistant": "--", "system": ":"}
+# The project's verdict vocabulary (docs/reproducing.md) and its colours.
+VERDICT_COLOURS = {
+    "reproduced": NAMED["green"],
+    "reproduced, but a control explains it": NAMED["sky"],
+    "partly": NAMED["orange"],
+    "not reproduced": NAMED["vermillion"],
+    "not testable here": NAMED["grey"],
+    "n/a": NAMED["grey"],
+}
+# Activation sources: block output (h), attention output (a), MLP output (m), block input.
+SOURCE_COLOURS = {
+    "hidden_out": NAMED["blue"],
+    "attn_out": NAMED["orange"],
+    "mlp_out": NAMED["green"],
+    "hidden_in": NAMED["purple"],
+}
+SOURCE_SHORT = {"hidden_out": "h", "attn_out": "a", "mlp_out": "m", "hidden_in": "h_in"}
+# Controls are drawn grey next to the measurement they control for.
+CONTROL_COLOUR = NAMED["grey"]
+CONTROL_DASHES = {"shuffled": ":", "random": ":", "text_tfidf": "--", "length_only": "-.",
+                  "length_matched": "--", "null": ":"}
+FONT_STACK = ["DejaVu Sans", "Helvetica", "Arial", "sans-serif"]
+CSS_FONT = '-apple-system, "Segoe UI", Roboto, "Helvetica Neue", "DejaVu Sans", Arial, sans-serif'
+CSS_MONO = 'ui-monospace, "SFMono-Regular", Menlo, Consolas, "DejaVu Sans Mono", monospace'
 
-@functools.cache
+
+def series_style(i: int) -> dict:
+    """Colour and line style of the i-th series (colours first, then dashes)."""
+    return {
+        "color": OKABE_ITO[i % len(OKABE_ITO)],
+        "linestyle": DASHES[(i // len(OKABE_ITO)) % len(DASHES)],
+    }
+
+
+def sequential_cmap():
+    """Matplotlib colormap for non-negative maps (cosine, MAE, Jaccard, spread)."""
+    from matplotlib.colors import LinearSegmentedColormap
+
+    return LinearSegmentedColormap.from_list("okabe_seq", SEQUENTIAL)
+
+
+def diverging_cmap():
+    """Matplotlib colormap for signed maps centred on zero (centred cosine)."""
+    from matplotlib.colors import LinearSegmentedColormap
+
+    return LinearSegmentedColormap.from_list("okabe_div", DIVERGING)
+
+
+def source_colour(source: str) -> str:
+    """Colour of an activation source (black for anything else)."""
+    return SOURCE_COLOURS.get(source, NAMED["black"])
+
+
+def panels(n: int, *, width: float = 4.0, height: float = 3.2, ncols: int | None = None,
+           **kwargs):
+    """A figure of ``n`` equally sized panels in one row (or ``ncols`` per row); returns
+    ``(fig, flat list of n axes)`` with any unused axes hidden."""
+    import matplotlib.pyplot as plt
+
+    ncols = min(n, ncols or n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows),
+                             squeeze=False, **kwargs)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def apply_style() -> None:
+    """Set matplotlib rcParams for all project figures (Agg backend, fonts, palette)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from cycler import cycler
+
+    matplotlib.rcParams.update(
+        {
+            "font.family": "sans-serif",
+            "font.sans-serif": FONT_STACK,
+            "font.size": 9,
+            "axes.titlesize": 10,
+            "axes.titleweight": "bold",
+            "axes.labelsize": 9,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.grid": True,
+            "grid.color": "#E5E7EB",
+            "grid.linewidth": 0.6,
+            "axes.prop_cycle": cycler(color=OKABE_ITO),
+            "legend.frameon": False,
+            "legend.fontsize": 8,
+            "figure.dpi": 110,
+            "figure.constrained_layout.use": True,
+            "savefig.dpi": 160,
+            "savefig.bbox": "tight",
+            "svg.fonttype": "none",
+            "svg.hashsalt": "llmct",
+        }
+    )
+
+
+def save_figure(fig, path_without_suffix: str | Path) -> list[Path]:
+    """Save ``fig`` as PNG and SVG next to each other, close it, return both paths."""
+    import matplotlib.pyplot as plt
+
+    base = Path(path_without_suffix)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for suffix in (".png", ".svg"):
+        path = base.with_suffix(suffix)
+        fig.savefig(path, metadata={"Date": None} if suffix == ".svg" else None)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def web_theme() -> dict:
+    """The same palette for the HTML report (JSON-serialisable)."""
+    return {
+        "palette": OKABE_ITO,
+        "named": NAMED,
+        "sequential": SEQUENTIAL,
+        "diverging": DIVERGING,
+        "verdict": VERDICT_COLOURS,
+        "font": CSS_FONT,
+        "mono": CSS_MONO,
+    }
+
+
 def style():
-    """The shared style module ``visualization/figures/style_config.py`` (repo root)."""
-    try:
-        return importlib.import_module("visualization.figures.style_config")
-    except ImportError:
-        path = Path(__file__).resolve().parents[2] / "visualization" / "figures" / "style_config.py"
-        spec = importlib.util.spec_from_file_location("llmct_style_config", path)
-        if spec is None or not path.exists():
-            raise ImportError(f"style config not found at {path}") from None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
+    """This module (kept for callers written against the old ``style()`` accessor)."""
+    return sys.modules[__name__]

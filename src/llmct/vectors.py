@@ -236,7 +236,7 @@ def story_stimuli(language: str, *, emotions: Sequence[str] | None = None,
     """``(stories, neutral dialogues)`` of one language from the shipped sets; ``emotions``
     keeps only those labels (in the given order's set), ``limit`` at most that many stories per
     emotion and that many neutral dialogues (quick runs)."""
-    from stimuli.loader import load_set
+    from .stimuli import load_set
 
     from .extract import limit_stimuli
 
