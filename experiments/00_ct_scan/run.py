@@ -8,7 +8,6 @@ depends on it: the original read every snapshot at the same template token.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from llmct.models import load_model, model_slug
-from llmct.runs import experiment_main, run_main
+from llmct.runs import OneLineParser, experiment_main, run_main
 from llmct.scan.run import run_scan
 from llmct.scan.scenario import load_scenario
 
@@ -27,7 +26,7 @@ POSITIONS = ("message_end", "template_end", "mean")
 
 @experiment_main
 def main(argv=None) -> Path:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = OneLineParser(description=__doc__)
     ap.add_argument("--scenario", default=str(DEFAULT_SCENARIO))
     ap.add_argument("--model", default=None, help="HF id or local dir (default: the scenario's)")
     ap.add_argument("--positions", nargs="+", default=list(POSITIONS), choices=POSITIONS)
@@ -45,7 +44,7 @@ def main(argv=None) -> Path:
         scenario.capture.position = position
         scenario._lines = base._lines
         out = run_scan(scenario, model_name=name, out=root / position, overwrite=args.overwrite,
-                       model_and_tokenizer=model_tok,
+                       explicit_out=bool(args.out), model_and_tokenizer=model_tok,
                        save_library_to=True)
         for f in json.loads((out / "findings.json").read_text()):
             rows.append({"position": position, "folder": out.name, **f})

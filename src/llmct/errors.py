@@ -5,6 +5,12 @@ Every error llmct raises on purpose derives from :class:`LLMCTError`; the experi
 ``NAME: error: MESSAGE`` and exits with status 2.
 """
 
+import argparse
+import contextvars
+
+#: The name errors are reported under while a command runs (an experiment's folder name, "llmct").
+RUN_NAME: contextvars.ContextVar[str | None] = contextvars.ContextVar("llmct_run", default=None)
+
 
 class LLMCTError(Exception):
     """Base class for every error llmct raises on purpose."""
@@ -59,3 +65,11 @@ def one_line(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return "; ".join(lines)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line, ``NAME: error: MESSAGE`` (exit 2),
+    without the long usage block (``--help`` still prints it)."""
+
+    def error(self, message: str):  # argparse API
+        self.exit(2, f"{RUN_NAME.get() or self.prog}: error: {message}\n")

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import LLMCTError, UsageError, one_line
+from .errors import RUN_NAME, LLMCTError, OneLineParser, UsageError, one_line
 from .extract import (
     Extraction,
     activation_folder,
@@ -44,19 +44,10 @@ SOURCE_COLOURS = dict(_STYLE.SOURCE_COLOURS)
 
 # -- one-line errors ---------------------------------------------------------------------------
 
-#: The name errors are reported under while an experiment runs (set by :func:`experiment_main`).
-_RUN_NAME: contextvars.ContextVar[str | None] = contextvars.ContextVar("llmct_run", default=None)
+_RUN_NAME = RUN_NAME
 #: Outputs opened during the current experiment run (committed when it returns).
 _OPEN_OUTPUTS: contextvars.ContextVar[list | None] = contextvars.ContextVar("llmct_outputs",
                                                                           default=None)
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line, ``NAME: error: MESSAGE`` (exit 2),
-    without the long usage block (``--help`` still prints it)."""
-
-    def error(self, message: str):  # noqa: D401 - argparse API
-        self.exit(2, f"{_RUN_NAME.get() or self.prog}: error: {message}\n")
 
 
 def experiment_main(fn: Callable) -> Callable:

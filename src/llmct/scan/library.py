@@ -42,11 +42,18 @@ class ReferenceLibrary:
         if not path.exists():
             raise StoreError(f"reference library {path} does not exist (create one with "
                              "`llmct scan SCENARIO --save-library PATH`)")
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-        tensors = load_file(str(path))
+        if path.is_dir():
+            raise StoreError(f"reference library {path} is a folder, not a .safetensors file")
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise StoreError(f"{path} is not a readable reference library (truncated or not "
+                             f"safetensors: {str(exc)[:120]}); create it again with `llmct scan "
+                             "SCENARIO --save-library PATH`") from None
         try:
             return cls(json.loads(meta["labels"]), json.loads(meta["layers"]), meta["source"],
                        tensors["references"], tensors["baseline"],

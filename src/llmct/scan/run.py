@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -12,11 +13,11 @@ import pandas as pd
 from .. import __version__
 from ..capture import context_length, resolve_layers
 from ..chat import render_chat
-from ..errors import CaptureError, ModelLoadError
+from ..errors import CaptureError, ModelLoadError, StoreError
 from ..generation import generate_reply
 from ..lens import top_tokens
 from ..models import load_model, model_fingerprint, model_slug
-from ..store import base_manifest, fresh_output_dir, save_npz
+from ..store import atomic_dir, base_manifest, output_dir_for, save_npz
 from .findings import all_findings
 from .library import save_library
 from .metrics import all_metrics
@@ -64,16 +65,71 @@ def complete_conversation(model, tokenizer, scenario: Scenario, timer) -> list[d
     return messages
 
 
+def check_context(model, tokenizer, scenario: Scenario) -> None:
+    """Refuse, before any generation, a conversation that cannot fit the model's context: the
+    given messages plus ``max_new_tokens`` for every assistant turn still to generate, and each
+    reference and baseline message on its own.
+
+    Raises:
+        ScenarioError: naming the scenario line, the token count and the model's context.
+    """
+    limit = context_length(model)
+    if not limit:
+        return
+    given = [{"role": m.role, "content": m.content or ""} for m in scenario.messages]
+    n_gen = sum(m.content is None for m in scenario.messages)
+    need = len(render_chat(tokenizer, given).input_ids) + n_gen * scenario.generation.max_new_tokens
+    if need > limit:
+        raise ScenarioError(
+            f"messages ({scenario.line_of('messages')}): the conversation needs {need} tokens "
+            f"({n_gen} generated turn(s) x max_new_tokens={scenario.generation.max_new_tokens} "
+            f"included) but the model has a context of {limit}; shorten it (nothing was generated)")
+    system = scenario.system_prompt
+    texts = [(f"references.{k}", ("references", k), r.text) for k, r in scenario.references.items()]
+    texts += [(f"baseline[{i}]", ("baseline", i), t) for i, t in enumerate(scenario.baseline)]
+    for key, path, text in texts:
+        chat = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": text}]
+        n = len(render_chat(tokenizer, chat).input_ids)
+        if n > limit:
+            raise ScenarioError(f"{key} ({scenario.line_of(*path)}): {n} tokens; the model has a "
+                                f"context of {limit}")
+
+
 def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Path | None = None,
              overwrite: bool = False, save_library_to: str | Path | bool | None = None,
-             report: bool = True, model_and_tokenizer=None, force_per_prefix: bool = False) -> Path:
+             report: bool = True, model_and_tokenizer=None, force_per_prefix: bool = False,
+             explicit_out: bool | None = None) -> Path:
     """Scan ``scenario`` and write its folder; returns the folder actually written.
 
     ``save_library_to``: a path for the monitor's reference library, or True for
-    ``<folder>/reference_library.safetensors``.
+    ``<folder>/reference_library.safetensors``. ``out`` named by the user (``explicit_out``,
+    default: ``out is not None``) must not exist unless ``overwrite``; the default folder gets a
+    timestamped sibling instead. Everything that can be checked (output folder, library path,
+    layers, context length) is checked before the model generates anything, and the folder is
+    written atomically: an error leaves no half-written folder.
+
+    Raises:
+        StoreError: the output folder or library file exists (see above).
+        ScenarioError: layers out of range, a conversation longer than the context, a model that
+            cannot be loaded.
     """
     timer = _Timer()
     name = model_name or scenario.model.id
+    explicit = (out is not None) if explicit_out is None else explicit_out
+    out_dir = output_dir_for(out or default_output_dir(scenario, name), overwrite=overwrite,
+                             explicit=explicit)
+    library_path = None if save_library_to in (None, False, True) else Path(save_library_to)
+    if library_path is not None:
+        if library_path.is_dir():
+            raise StoreError(f"--save-library {library_path} is a folder; name a .safetensors file")
+        if library_path.exists() and not overwrite:
+            raise StoreError(f"{library_path} already exists; pass --overwrite or another "
+                             "--save-library (nothing was scanned)")
+    left_out = scenario.unmatched_tags()
+    for item in left_out:
+        print(f"[scan] left out: message {item['message']} ({item['line']}) emotion "
+              f"{item['emotion']!r}: {item['reason']}", file=sys.stderr, flush=True)
     with timer("model_load"):
         if model_and_tokenizer is not None:
             model, tokenizer = model_and_tokenizer
@@ -92,6 +148,7 @@ def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Pa
         raise ScenarioError(f"capture.layers ({scenario.line_of('capture', 'layers')}): {exc}") from exc
     sources = list(scenario.capture.sources)
     position = scenario.capture.position
+    check_context(model, tokenizer, scenario)
 
     messages = complete_conversation(model, tokenizer, scenario, timer)
     chat = [{"role": m["role"], "content": m["content"]} for m in messages]
@@ -133,7 +190,22 @@ def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Pa
     with timer("logit_lens"):
         lens = _logit_lens_rows(model, tokenizer, snaps.capture, layers, sources)
 
-    out_dir = fresh_output_dir(out or default_output_dir(scenario, name), overwrite)
+    with atomic_dir(out_dir, overwrite) as tmp_dir:
+        _write_scan(tmp_dir, out_dir, timer=timer, m=m, messages=messages, labels=labels,
+                    sources=sources, layers=layers, findings=findings, lens=lens, model=model,
+                    scenario=scenario, name=name, position=position, snaps=snaps,
+                    snap_arr=snap_arr, ref_arr=ref_arr, centre=centre, base=base, notes=notes,
+                    n_layers=n_layers, tokens=snaps.tokens_processed + ref_tokens + base_tokens,
+                    roles=roles, save_library_to=save_library_to, library_path=library_path,
+                    overwrite=overwrite, report=report, left_out=left_out)
+    return out_dir
+
+
+def _write_scan(out_dir: Path, final_dir: Path, *, timer, m, messages, labels, sources, layers,
+                findings, lens, model, scenario, name, position, snaps, snap_arr, ref_arr, centre,
+                base, notes, n_layers, tokens, roles, save_library_to, library_path, overwrite,
+                report, left_out) -> None:
+    """Write every file of a scan into ``out_dir`` (a staging folder renamed to ``final_dir``)."""
     with timer("write"):
         _write_tables(out_dir, m, messages, labels, sources, layers, findings, lens)
         fingerprint = model_fingerprint(model)
@@ -147,7 +219,7 @@ def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Pa
         arrays.update({f"centre_{s}": centre[k] for k, s in enumerate(sources)})
         if base is not None:
             arrays.update({f"baseline_{s}": base[k] for k, s in enumerate(sources)})
-        save_npz(out_dir / "snapshots.npz", arrays, manifest, overwrite=overwrite)
+        save_npz(out_dir / "snapshots.npz", arrays, manifest)
     run_info = {
         "scenario": scenario.model_dump(), "model": name, "model_fingerprint": fingerprint,
         "n_layers": n_layers, "d_model": int(snap_arr.shape[-1]), "sources": sources,
@@ -156,22 +228,23 @@ def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Pa
                       "emotion": msg["emotion"], "generated": msg["generated"],
                       "n_tokens": snaps.n_tokens[i]} for i, msg in enumerate(messages)],
         "references": [{"label": k, **r.model_dump()} for k, r in scenario.references.items()],
-        "tokens_processed": snaps.tokens_processed + ref_tokens + base_tokens,
+        "tokens_processed": tokens, "left_out": left_out,
         "timings": timer, "versions": {k: manifest[k] for k in manifest if k.endswith("version")},
         "llmct_version": __version__, "created": manifest["created"],
     }
     if save_library_to is True:
-        save_library_to = out_dir / "reference_library.safetensors"
-    if save_library_to:
-        _save_library(save_library_to, m, ref_arr, centre, labels, sources, layers, roles,
+        _save_library(out_dir / "reference_library.safetensors", m, ref_arr, centre, labels,
+                      sources, layers, roles, run_info, False)
+        run_info["library"] = str(final_dir / "reference_library.safetensors")
+    elif library_path is not None:
+        _save_library(library_path, m, ref_arr, centre, labels, sources, layers, roles,
                       run_info, overwrite)
-        run_info["library"] = str(save_library_to)
+        run_info["library"] = str(library_path)
     (out_dir / "run.json").write_text(json.dumps(run_info, indent=2, default=str))
     if report:
         from .report import write_report
 
         write_report(out_dir)
-    return out_dir
 
 
 def _logit_lens_rows(model, tokenizer, cap, layers, sources, k: int = 5) -> list[dict]:

@@ -1,4 +1,10 @@
-"""Scenario YAML schema, validated with pydantic; errors name the key and its YAML line."""
+"""Scenario YAML schema, validated with pydantic; errors name the key and its YAML line.
+
+The YAML is read strictly: a key given twice in one mapping is an error naming both lines (YAML
+would silently keep the last), and aliases may not expand the document beyond
+:data:`MAX_YAML_NODES` nodes (a "billion laughs" file is refused in milliseconds instead of
+hanging the validator). Integers are strict: ``layers: [true, false]`` is an error, not ``[1, 0]``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,15 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..capture import SOURCES
 from ..errors import LLMCTError
@@ -50,16 +64,25 @@ class Message(_Strict):
 
 
 class Generation(_Strict):
-    max_new_tokens: int = Field(64, gt=0, le=4096)
+    max_new_tokens: StrictInt = Field(64, gt=0, le=4096)
     do_sample: bool = False
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
-    seed: int = 0
+    seed: StrictInt = 0
 
 
 class CaptureSpec(_Strict):
     sources: list[Source] = Field(default_factory=lambda: list(SOURCES), min_length=1)
-    layers: Literal["all"] | list[int] = "all"
+    layers: Literal["all"] | list[StrictInt] = "all"
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _no_bools(cls, v):
+        if isinstance(v, list) and any(isinstance(x, bool) for x in v):
+            raise ValueError(f"layer indices must be integers, not booleans: {v}")
+        if isinstance(v, list) and any(not isinstance(x, int) for x in v):
+            raise ValueError(f"layer indices must be integers (or 'all'), got {v}")
+        return v
     position: Literal["message_end", "template_end", "mean"] = "message_end"
 
 
@@ -107,6 +130,24 @@ class Scenario(_Strict):
             raise ValueError("at most one system message, and only as the first message")
         return self
 
+    def unmatched_tags(self) -> list[dict]:
+        """User turns whose ``emotion`` tag is not a reference label (so they are not scored):
+        ``{"message", "emotion", "line", "reason"}`` each, with a close label suggested."""
+        import difflib
+
+        out = []
+        labels = list(self.references)
+        for i, m in enumerate(self.messages):
+            if m.emotion is not None and m.emotion not in self.references:
+                close = difflib.get_close_matches(m.emotion.lower(), [x.lower() for x in labels],
+                                                  n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                out.append({"message": i, "emotion": m.emotion,
+                            "line": self.line_of("messages", i, "emotion"),
+                            "reason": "matches no reference label, so this turn is not scored "
+                            f"(references: {', '.join(labels)}){hint}"})
+        return out
+
     @property
     def system_prompt(self) -> str | None:
         return self.messages[0].content if self.messages[0].role == "system" else None
@@ -119,26 +160,91 @@ class Scenario(_Strict):
         return f"line {line}" if line else "unknown line"
 
 
-def _line_map(node, path=()) -> dict[tuple, int]:
-    """(key path) -> 1-based line of a composed YAML node tree."""
+#: Most nodes a scenario may expand to once its aliases are followed (a real scenario has a few
+#: hundred; nine levels of nine aliases -- a 2 KB "billion laughs" -- would be 9**9).
+MAX_YAML_NODES = 100_000
+
+
+def _line_map(node, path=(), seen=None) -> dict[tuple, int]:
+    """(key path) -> 1-based line of a composed YAML node tree. A node reached again through an
+    alias is not walked again (its keys keep the lines of their first path)."""
+    seen = set() if seen is None else seen
     lines = {path: node.start_mark.line + 1}
+    if id(node) in seen:
+        return lines
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
-            lines.update(_line_map(value, (*path, key.value)))
+            lines.update(_line_map(value, (*path, key.value), seen))
             lines[(*path, key.value)] = key.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for i, value in enumerate(node.value):
-            lines.update(_line_map(value, (*path, i)))
+            lines.update(_line_map(value, (*path, i), seen))
     return lines
 
 
+def _check_nodes(root, source: str) -> None:
+    """Refuse duplicate keys (naming both lines) and alias expansion beyond MAX_YAML_NODES, in
+    time linear in the size of the file (each distinct node is visited once)."""
+    sizes: dict[int, int] = {}
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in sizes and not done:
+            continue
+        children = ([n for kv in node.value for n in kv] if isinstance(node, yaml.MappingNode)
+                    else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        if not done:
+            if isinstance(node, yaml.MappingNode):
+                first: dict = {}
+                for key, _ in node.value:
+                    if not isinstance(key, yaml.ScalarNode) or key.value == "<<":
+                        continue
+                    if key.value in first:
+                        raise ScenarioError(
+                            f"{source}:{key.start_mark.line + 1}: duplicate key {key.value!r} "
+                            f"(first given on line {first[key.value]}); YAML would silently keep "
+                            "only the last one"
+                        )
+                    first[key.value] = key.start_mark.line + 1
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+            sizes.setdefault(id(node), -1)  # in progress (YAML graphs from aliases are acyclic
+            continue                        # except for recursive anchors, refused below)
+        total = 1
+        for c in children:
+            size = sizes.get(id(c), -1)
+            if size < 0:
+                raise ScenarioError(f"{source}:{c.start_mark.line + 1}: recursive YAML alias")
+            total += size
+            if total > MAX_YAML_NODES:
+                raise ScenarioError(
+                    f"{source}:{node.start_mark.line + 1}: YAML aliases expand this document "
+                    f"beyond {MAX_YAML_NODES} nodes; refusing it (write the values out instead)"
+                )
+        sizes[id(node)] = total
+
+
 def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
-    """Validate scenario YAML text; every error names ``source``, the line and the key path."""
+    """Validate scenario YAML text; every error names ``source``, the line and the key path.
+
+    Raises:
+        ScenarioError: invalid YAML, a duplicate key (both lines named), aliases expanding beyond
+            MAX_YAML_NODES, or a schema error (one ``source:line: key: problem`` per problem).
+    """
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                raise ScenarioError(f"{source}: the scenario is empty")
+            _check_nodes(node, source)
+            data = loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
-        raise ScenarioError(f"{source}: invalid YAML: {exc}") from exc
+        msg = " ".join(str(exc).split())
+        raise ScenarioError(f"{source}: invalid YAML: {msg}") from None
     if not isinstance(data, dict):
         raise ScenarioError(f"{source}: a scenario must be a YAML mapping with name, messages, references")
     lines = _line_map(node)
@@ -155,13 +261,31 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
             problems.append(f"{source}:{line or '?'}: {key or '(top level)'}: {msg}")
-        raise ScenarioError("invalid scenario\n  " + "\n  ".join(problems)) from None
+        raise ScenarioError("; ".join(problems)) from None
     scenario._lines = lines
     return scenario
 
 
 def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file (UTF-8 YAML).
+
+    Raises:
+        ScenarioError: a missing file, a folder, bytes that are not UTF-8, a byte-order mark, or
+            any error of :func:`parse_scenario`.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ScenarioError(f"{path}: is a folder, not a scenario file")
     if not path.exists():
         raise ScenarioError(f"scenario file {path} does not exist")
-    return parse_scenario(path.read_text(encoding="utf-8"), str(path))
+    raw = path.read_bytes()
+    if raw.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+        raise ScenarioError(f"{path}:1: the file starts with a byte-order mark; save it as UTF-8 "
+                            "without BOM")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ScenarioError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save "
+                            "the file as UTF-8") from None
+    return parse_scenario(text, str(path))
