@@ -18,7 +18,8 @@ POP = ROOT / "stimuli" / "scenarios" / "population"
 FILES = sorted(POP.glob("*.yaml"))
 KINDS = ("arc", "assistant", "control")
 LABELS = {"joy", "sadness", "anger", "fear", "surprise", "disgust", "trust", "anticipation"}
-MAX_CONTENT_CHARS = 2800  # ~700 tokens at ~4 characters a token: a scan of the population stays short
+# ~700 tokens at ~4 characters a token: a scan of the whole population stays short
+MAX_CONTENT_CHARS = 2800
 
 
 def _kind(path: Path) -> str:
@@ -39,11 +40,14 @@ def _assistant_emotions(sc) -> dict[int, str]:
     """Assistant-expressed emotions: declared in the description as ``[i]=label`` (the schema
     accepts ``emotion`` on user turns only); tags on assistant turns count too if it ever
     accepts them, and must then agree with the declaration."""
-    m = re.search(r"Assistant-expressed emotion[^:]*:\s*((?:\[\d+\]=[a-z]+(?:,\s*)?)+)", sc.description or "")
-    declared = {} if m is None else {int(i): lab for i, lab in re.findall(r"\[(\d+)\]=([a-z]+)", m.group(1))}
-    tagged = {i: msg.emotion for i, msg in enumerate(sc.messages) if msg.role == "assistant" and msg.emotion}
+    pattern = r"Assistant-expressed emotion[^:]*:\s*((?:\[\d+\]=[a-z]+(?:,\s*)?)+)"
+    m = re.search(pattern, sc.description or "")
+    pairs = [] if m is None else re.findall(r"\[(\d+)\]=([a-z]+)", m.group(1))
+    declared = {int(i): lab for i, lab in pairs}
+    tagged = {i: msg.emotion for i, msg in enumerate(sc.messages)
+              if msg.role == "assistant" and msg.emotion}
     for i, lab in tagged.items():
-        assert declared.get(i, lab) == lab, f"messages[{i}]: tag {lab!r} disagrees with the description"
+        assert declared.get(i, lab) == lab, f"messages[{i}]: tag {lab!r} disagrees with description"
     return {**declared, **tagged}
 
 
@@ -74,7 +78,8 @@ def test_each_file_is_a_complete_written_conversation(path):
     assert 8 <= len(sc.messages) <= 20
     assert sc.messages[0].role == "system" and sc.system_prompt == "You are a helpful assistant"
     roles = [m.role for m in sc.messages[1:]]
-    assert roles == [("user", "assistant")[i % 2] for i in range(len(roles))], "user/assistant must alternate"
+    expected = [("user", "assistant")[i % 2] for i in range(len(roles))]
+    assert roles == expected, "user and assistant turns must alternate"
     # every turn is written out: a scan over the population generates nothing
     assert all(m.content and m.content.strip() for m in sc.messages)
     assert sum(len(m.content) for m in sc.messages) <= MAX_CONTENT_CHARS
@@ -101,7 +106,8 @@ def test_one_shared_set_of_references_and_baseline(population):
     assert len(set(texts)) == len(texts)
     # matched in length: every reference within 20-23 words
     assert all(20 <= len(t.split()) <= 23 for t in texts), [len(t.split()) for t in texts]
-    assert all(r.family and r.valence is not None and r.arousal is not None for r in first.references.values())
+    refs = first.references.values()
+    assert all(r.family and r.valence is not None and r.arousal is not None for r in refs)
     assert len(first.baseline) >= 6 and not set(first.baseline) & set(texts)
 
 
@@ -159,7 +165,8 @@ def test_arcs_change_emotion_and_tag_every_user_turn(population):
         tags = [m.emotion for m in sc.messages if m.role == "user"]
         assert all(tags), f"{name}: every user turn of an arc is tagged"
         assert len(set(tags)) >= 4, name
-        assert all(a != b for a, b in zip(tags, tags[1:])), f"{name}: consecutive user turns repeat a tag"
+        repeats = [a for a, b in zip(tags, tags[1:], strict=False) if a == b]
+        assert not repeats, f"{name}: consecutive user turns repeat {repeats}"
 
 
 def test_descriptions_record_explicit_and_implicit_turns(population):
@@ -171,10 +178,11 @@ def test_descriptions_record_explicit_and_implicit_turns(population):
         untagged = {i for i, m in enumerate(sc.messages) if m.role == "user" and not m.emotion}
         explicit = _field(sc.description, "Explicit")
         implicit = _field(sc.description, "Implicit")
-        assert explicit is not None and implicit is not None, f"{name}: description lacks Explicit/Implicit"
+        assert explicit is not None and implicit is not None, f"{name}: no Explicit/Implicit lists"
         explicit, implicit = _indices(explicit), _indices(implicit)
         assert not explicit & implicit, name
-        assert explicit | implicit == tagged, f"{name}: explicit+implicit {sorted(explicit | implicit)} != tagged {sorted(tagged)}"
+        listed = explicit | implicit
+        assert listed == tagged, f"{name}: listed {sorted(listed)} != tagged {sorted(tagged)}"
         assert _indices(_field(sc.description, "Untagged user turns")) == untagged, name
         n_explicit += len(explicit)
         n_implicit += len(implicit)
@@ -191,7 +199,7 @@ def test_labels_are_spread_over_the_population(population):
             convs[t].add(name)
         if tags:
             last.add(tags[-1])
-    assert all(len(c) >= 4 for c in convs.values()), {k: len(v) for k, v in convs.items()}
+    assert all(len(c) >= 4 for c in convs.values()), {k: len(c) for k, c in convs.items()}
     assert len(last) >= 4, f"conversations should not all end on the same emotion: {last}"
 
 
@@ -203,7 +211,7 @@ def test_no_turn_copies_a_reference(population):
         for i, m in enumerate(s.messages):
             grams = _ngrams(_words(m.content), 4)
             for lab, rg in ref_grams.items():
-                assert not grams & rg, f"{name} messages[{i}] repeats reference {lab!r}: {grams & rg}"
+                assert not grams & rg, f"{name} messages[{i}] repeats {lab!r}: {grams & rg}"
 
 
 def test_readme_lists_every_file():
