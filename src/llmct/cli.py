@@ -1,4 +1,4 @@
-"""The ``llmct`` command: ``layers``, ``scan``, ``monitor``, ``extract``."""
+"""The ``llmct`` command: ``layers``, ``models``, ``scan``, ``monitor``, ``extract``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,34 @@ def _cmd_layers(args) -> int:
     print(f"llmct layer map of {args.model!r}")
     for key, value in info.items():
         print(f"  {key:<{width}}  {value}")
+    return 0
+
+
+def _cmd_models(args) -> int:
+    import json
+
+    from .models import cache_dir, embedded_models_table
+
+    rows = embedded_models_table()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+
+    def mb(n: int | None) -> str:
+        return f"{n / 1e6:,.0f} MB" if n else "-"
+
+    table = [("name", "family (adapter)", "kind", "layers", "d_model", "params", "GGUF", "cache", "licence")]
+    for r in rows:
+        name = r["name"] + "".join(f" ({a})" for a in r["aliases"])
+        cache = mb(r["cache_bytes"]) if r["cached"] else "not yet"
+        kind = r["kind"] + (", no chat template" if r["chat_template"] == "none" else "")
+        table.append((name, f"{r['family']} ({r['adapter']})", kind, str(r["n_layers"]), str(r["d_model"]),
+                      f"{r['n_params'] / 1e6:.1f}M", mb(r["gguf_bytes"]) if r["installed"]
+                      else "not installed", cache, r["licence"]))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(f"cache: {cache_dir()} (a model is converted on its first load)")
     return 0
 
 
@@ -42,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default=None)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_cmd_layers)
+
+    p = sub.add_parser("models", help="list the embedded models (offline, shipped as packages)")
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
+    p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("scan", help="scan a YAML scenario and write metrics + an HTML report")
     p.add_argument("scenario", help="scenario YAML (see docs/scenarios.md)")

@@ -37,7 +37,8 @@ class EmbeddedModel:
 
     name: str
     hf_id: str  # the upstream checkpoint the GGUF was converted from
-    family: str
+    family: str  # the model family, as its makers name it
+    adapter: str  # llmct's ArchAdapter family (arch.py) that reads its blocks
     kind: str  # "instruct" or "base"
     chat_template: str  # "native" (the tokenizer's own) or "none" (a base model: no template)
     licence: str
@@ -60,7 +61,8 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         EmbeddedModel(
             name="smollm2-135m-instruct",
             hf_id=EMBEDDED_ID,
-            family="llama",
+            family="SmolLM2",
+            adapter="llama",
             kind="instruct",
             chat_template="native",
             licence="Apache-2.0",
@@ -78,7 +80,8 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         EmbeddedModel(
             name="gemma3-270m",
             hf_id="google/gemma-3-270m",
-            family="gemma2",  # llmct's adapter family (sandwich norms), model_type gemma3_text
+            family="Gemma 3",
+            adapter="gemma2",  # sandwich norms like Gemma 2; model_type gemma3_text
             kind="base",
             chat_template="none",
             licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
@@ -250,6 +253,34 @@ def recorded_weight_hashes(directory: str | Path) -> dict[str, str] | None:
     return {n: e["sha256"] for n, e in entries.items()}
 
 
+def _source_facts(spec: EmbeddedModel) -> dict:
+    return {
+        "model": spec.name,
+        "hf_id": spec.hf_id,
+        "package": spec.package,
+        "gguf": spec.gguf_name,
+        "quantization": spec.quantization,
+        "licence": spec.licence,
+        "kind": spec.kind,
+        "chat_template": spec.chat_template,
+    }
+
+
+def _complete_source_record(spec: EmbeddedModel, target: Path) -> None:
+    """Add the registry facts to a ``SOURCE.json`` written before they were recorded."""
+    path = target / "SOURCE.json"
+    try:
+        source = json.loads(path.read_text())
+    except (OSError, ValueError):
+        source = {}
+    facts = _source_facts(spec)
+    if any(source.get(k) != v for k, v in facts.items()):
+        try:
+            _write_json_atomic(path, {**source, **facts})
+        except OSError:  # a read-only cache: the record stays as it was
+            pass
+
+
 def embedded_model_dir(name: str = DEFAULT) -> Path:
     """A safetensors copy of an embedded model, dequantized from its GGUF once and cached under
     ``cache_dir()/<cache_name>`` with the package's licence files, ``SOURCE.json`` (package,
@@ -263,7 +294,11 @@ def embedded_model_dir(name: str = DEFAULT) -> Path:
     target = cache_dir() / spec.cache_name
     if _cache_complete(target):
         if recorded_weight_hashes(target) is None:  # a cache from before the record existed
-            _record_weight_hashes(target)
+            try:
+                _record_weight_hashes(target)
+            except OSError:  # a read-only cache: fingerprints then hash the files themselves
+                pass
+        _complete_source_record(spec, target)
         return target
     from importlib.metadata import version
 
@@ -290,16 +325,9 @@ def embedded_model_dir(name: str = DEFAULT) -> Path:
         for rel in spec.licence_files:
             shutil.copy2(pkg / rel, tmp / Path(rel).name)
         source = {
-            "model": spec.name,
-            "hf_id": spec.hf_id,
-            "package": spec.package,
+            **_source_facts(spec),
             "package_version": version(spec.package),
-            "gguf": spec.gguf_name,
             "gguf_sha256": file_sha256(gguf),
-            "quantization": spec.quantization,
-            "licence": spec.licence,
-            "kind": spec.kind,
-            "chat_template": spec.chat_template,
             "transformers": transformers.__version__,
         }
         (tmp / "SOURCE.json").write_text(json.dumps(source, indent=2))
@@ -345,6 +373,7 @@ def embedded_models_table() -> list[dict]:
             "aliases": list(spec.aliases),
             "hf_id": spec.hf_id,
             "family": spec.family,
+            "adapter": spec.adapter,
             "kind": spec.kind,
             "chat_template": spec.chat_template,
             "n_layers": spec.n_layers,

@@ -1,0 +1,198 @@
+"""The embedded models (SmolLM2-135M-Instruct, Gemma 3 270M): registry, cache records, and the
+capture parity suite on real weights against plain Hugging Face forwards."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import llmct
+from llmct import models
+from llmct.arch import get_submodule
+from llmct.cli import main as cli_main
+from llmct.errors import ModelLoadError
+from llmct.lens import lens_logits
+
+EMBEDDED = list(models.EMBEDDED_MODELS)
+PROMPTS = [
+    "I finally got the job I wanted, and I could not stop smiling.",
+    "The funeral was quiet.",
+    "She opened the letter and her hands began to shake as she read it twice.",
+]
+
+
+# ---------------------------------------------------------------- registry (no model loaded)
+
+
+def test_names_aliases_and_slugs():
+    assert models.embedded_model("default").name == "smollm2-135m-instruct"
+    assert models.embedded_model("gemma3-270m").hf_id == "google/gemma-3-270m"
+    assert models.embedded_model("HuggingFaceTB/SmolLM2-135M-Instruct") is None  # a hub id
+    assert models.model_slug("default") == models.model_slug("smollm2-135m-instruct")
+    assert models.model_slug("gemma3-270m") == "gemma3-270m"
+    with pytest.raises(ModelLoadError, match="not an embedded model.*gemma3-270m"):
+        models.embedded_model_dir("gemma3-27b")
+
+
+def test_base_model_is_recorded_without_chat_template():
+    gemma = models.EMBEDDED_MODELS["gemma3-270m"]
+    assert gemma.kind == "base" and gemma.chat_template == "none"
+    assert "ai.google.dev/gemma/terms" in gemma.licence
+    assert models.EMBEDDED_MODELS["smollm2-135m-instruct"].licence == "Apache-2.0"
+
+
+def test_package_checksums_are_read_from_the_packages():
+    # Gemma: the package's own constant (also in its SHA256SUMS); SmolLM2: the wheel's RECORD.
+    assert models._expected_gguf_sha256(models.EMBEDDED_MODELS["gemma3-270m"]) == (
+        "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818")
+    smol = models._expected_gguf_sha256(models.EMBEDDED_MODELS["smollm2-135m-instruct"])
+    assert re.fullmatch(r"[0-9a-f]{64}", smol)
+
+
+def test_a_gguf_with_the_wrong_checksum_is_refused(monkeypatch):
+    monkeypatch.setattr(models, "_expected_gguf_sha256", lambda spec: "0" * 64)
+    with pytest.raises(ModelLoadError, match="sha256.*reinstall"):
+        models.embedded_gguf_path("default")
+
+
+def test_chunked_model_needs_a_workdir():
+    with pytest.raises(ModelLoadError, match="workdir"):
+        models.embedded_gguf_path("gemma3-270m")
+
+
+def test_recorded_weight_hashes_follow_the_files(tmp_path):
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"x" * 100)
+    assert models.recorded_weight_hashes(tmp_path) is None  # nothing recorded yet
+    entries = models._record_weight_hashes(tmp_path)
+    assert entries["model.safetensors"]["size"] == 100
+    assert models.recorded_weight_hashes(tmp_path) == {
+        "model.safetensors": models.file_sha256(weights)}
+    weights.write_bytes(b"y" * 101)  # the file changed after conversion: the record is stale
+    assert models.recorded_weight_hashes(tmp_path) is None
+    (tmp_path / models.WEIGHT_HASHES_FILE).write_text("{not json")
+    assert models.recorded_weight_hashes(tmp_path) is None
+
+
+def test_models_command_lists_both(capsys):
+    assert cli_main(["models", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == set(EMBEDDED)
+    gemma = rows["gemma3-270m"]
+    assert (gemma["n_layers"], gemma["d_model"], gemma["family"]) == (18, 640, "Gemma 3")
+    assert gemma["installed"] and gemma["gguf_bytes"] > 200e6  # four chunks, ~253 MB
+    assert rows["smollm2-135m-instruct"]["aliases"] == ["default"]
+    assert cli_main(["models"]) == 0
+    text = capsys.readouterr().out
+    assert "gemma3-270m" in text and "Gemma Terms" in text and "Apache-2.0" in text
+
+
+# ---------------------------------------------------------------- real weights
+
+
+@pytest.fixture(scope="module", params=EMBEDDED)
+def loaded(request):
+    """(spec, model, tokenizer) for each embedded model in fp32 on CPU (converted on first use)."""
+    spec = models.EMBEDDED_MODELS[request.param]
+    if spec.aliases and models.DEFAULT in spec.aliases:
+        model, tok = request.getfixturevalue("embedded")  # the session's default model
+    else:
+        model, tok = llmct.load_model(spec.name, dtype="float32", device="cpu")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield spec, model, tok
+    torch.set_num_threads(before)
+
+
+def _scale(x: np.ndarray) -> float:
+    return max(1.0, float(np.abs(x).max()))
+
+
+def _hf(model, ids: list[int]) -> tuple[list[np.ndarray], np.ndarray]:
+    with torch.no_grad():
+        out = model(torch.tensor([ids]), output_hidden_states=True, use_cache=False)
+    return [h[0, -1].float().numpy() for h in out.hidden_states], out.logits[0, -1].float().numpy()
+
+
+@pytest.mark.integration
+def test_registry_matches_the_loaded_model(loaded):
+    spec, model, tok = loaded
+    assert sum(p.numel() for p in model.parameters()) == spec.n_params
+    info = llmct.describe(model)
+    assert (info["n_layers"], info["d_model"], info["family"]) == (
+        spec.n_layers, spec.d_model, spec.adapter)
+    folder = models.cache_dir() / spec.cache_name
+    source = json.loads((folder / "SOURCE.json").read_text())
+    assert source["gguf_sha256"] == models._expected_gguf_sha256(spec)
+    assert source["chat_template"] == spec.chat_template
+    hashes = models.recorded_weight_hashes(folder)
+    assert hashes and re.fullmatch(r"[0-9a-f]{64}", hashes["model.safetensors"])
+    for rel in spec.licence_files:
+        assert (folder / rel.split("/")[-1]).stat().st_size > 0
+    if spec.chat_template == "none":  # a base model: loading must not invent a template
+        assert tok.chat_template is None
+        assert model.config.model_type == "gemma3_text"
+    else:
+        assert "<|im_start|>" in tok.chat_template
+
+
+@pytest.mark.integration
+def test_capture_matches_hf_hidden_states_and_residual_identity(loaded):
+    spec, model, tok = loaded
+    seqs = [tok(p).input_ids for p in PROMPTS]
+    cap = llmct.capture(model, tok, seqs, position="last", batch_size=1)
+    last = spec.n_layers - 1
+    final_norm = get_submodule(model, llmct.get_adapter(model).final_norm)
+    embed = model.get_input_embeddings().weight.detach().numpy()
+    # Gemma scales its embedding by sqrt(d_model) inside the embedding module; HF's
+    # hidden_states[0] and llmct's hidden_in[0] are both the scaled vector.
+    embed_scale = math.sqrt(spec.d_model) if spec.family == "Gemma 3" else 1.0
+    for i, ids in enumerate(seqs):
+        hs, _ = _hf(model, ids)
+        np.testing.assert_allclose(cap["hidden_in"][i, 0], hs[0], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(hs[0], embed[ids[-1]] * embed_scale, rtol=1e-5, atol=1e-6)
+        for layer in range(spec.n_layers):
+            out = cap["hidden_out"][i, layer]
+            tol = 1e-5 * _scale(out)
+            if layer < last:
+                assert np.abs(out - hs[layer + 1]).max() <= tol, layer
+                np.testing.assert_array_equal(out, cap["hidden_in"][i, layer + 1])
+            summed = cap["hidden_in"][i, layer] + cap["attn_out"][i, layer] + cap["mlp_out"][i, layer]
+            assert np.abs(out - summed).max() <= tol, layer
+        with torch.no_grad():
+            normed = final_norm(torch.from_numpy(cap["hidden_out"][i, last])).numpy()
+        assert np.abs(normed - hs[-1]).max() <= 1e-5 * _scale(hs[-1])
+        assert not np.allclose(cap["hidden_out"][i, last], hs[-1], atol=1e-2)
+
+
+@pytest.mark.integration
+def test_batched_left_padded_equals_unbatched(loaded):
+    spec, model, tok = loaded
+    one = llmct.capture(model, tok, PROMPTS, position="last", batch_size=1)
+    many = llmct.capture(model, tok, PROMPTS, position="last", batch_size=3, padding_side="left")
+    for source in llmct.SOURCES:
+        for layer in range(spec.n_layers):
+            ref = one[source][:, layer]
+            diff = np.abs(ref - many[source][:, layer]).max()
+            # fp32 with different padding changes summation order: relative to the activations'
+            # size (Gemma's residual reaches ~3e4)
+            assert diff <= 2e-5 * _scale(ref), (source, layer, diff, _scale(ref))
+
+
+@pytest.mark.integration
+def test_logit_lens_of_last_layer_is_the_models_logits(loaded):
+    spec, model, tok = loaded
+    cap = llmct.capture(model, tok, PROMPTS, sources=["hidden_out"], layers=[-1], logits=True,
+                        batch_size=3, padding_side="left")
+    lens = lens_logits(model, cap["hidden_out"][:, 0])
+    assert lens.shape == cap.logits.shape == (len(PROMPTS), model.config.vocab_size)
+    for i, prompt in enumerate(PROMPTS):
+        _, ref = _hf(model, tok(prompt).input_ids)
+        assert np.abs(lens[i] - ref).max() <= 1e-4 * _scale(ref)
+        assert np.abs(cap.logits[i] - ref).max() <= 1e-4 * _scale(ref)
+        assert lens[i].argmax() == ref.argmax()
