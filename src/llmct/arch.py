@@ -2,7 +2,17 @@
 
 One explicit adapter per family. ``attn_out`` / ``mlp_out`` always mean *what the block adds to the
 residual stream*: for pre-norm blocks that is the attention / MLP module output; for Gemma2/3
-(sandwich norms) it is the output of the post-attention / post-feedforward norm.
+(sandwich norms) and OLMo-2 (post-sublayer norms, arXiv:2501.00656) it is the output of the norm
+applied to the attention / MLP output. The same attribute name means different things across
+families (``post_attention_layernorm`` is Llama's pre-MLP norm but OLMo-2's post-attention norm),
+so every adapter declares the norms its blocks must have, :func:`get_adapter` refuses a block whose
+norms differ, and :func:`verify_adapter` checks ``hidden_out == hidden_in + attn_out + mlp_out``
+against the module's actual forward (run for every family on tiny models in the tests).
+
+Sites are declared here once, with the field's aliases (TransformerLens names): ``resid_pre`` =
+``hidden_in`` (the residual entering block *l*), ``resid_post`` = ``hidden_out`` (leaving it),
+``attn_out``, ``mlp_out``. :meth:`ArchAdapter.site` maps a site to the module and hook kind that
+capture, interventions, steering and the monitor all use.
 """
 
 from __future__ import annotations
@@ -11,7 +21,33 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
-from .errors import UnsupportedArchitectureError
+from .errors import CaptureError, UnsupportedArchitectureError
+
+#: Canonical site names, in the order capture reports them.
+SITES = ("hidden_in", "hidden_out", "attn_out", "mlp_out")
+#: Field names accepted as aliases of the canonical sites.
+SITE_ALIASES = {"resid_pre": "hidden_in", "resid_post": "hidden_out"}
+
+
+def canonical_site(name: str) -> str:
+    """The canonical name of a site (``resid_pre`` -> ``hidden_in``); CaptureError if unknown."""
+    site = SITE_ALIASES.get(name, name)
+    if site not in SITES:
+        raise CaptureError(
+            f"unknown site {name!r}; choose from {SITES} (aliases: "
+            f"{', '.join(f'{k}={v}' for k, v in SITE_ALIASES.items())})"
+        )
+    return site
+
+
+@dataclass(frozen=True)
+class SitePoint:
+    """Where a site lives: ``kind="pre"`` is the input of ``module`` (a block's ``hidden_in``),
+    ``kind="out"`` the first tensor of its output. ``path`` is for messages and ``describe``."""
+
+    module: nn.Module
+    kind: str
+    path: str
 
 
 def get_submodule(root: nn.Module, path: str) -> nn.Module:
@@ -38,6 +74,8 @@ class ArchAdapter:
     mlp_post_norm: str | None = None
     block_kind: str = "sequential"  # "sequential" or "parallel" (GPT-NeoX, GPT-J style)
     logit_softcap_attr: str | None = None  # config attribute of a final logit soft-cap
+    # the norm modules a block must have as direct children (any other layout is refused)
+    norms: tuple[str, ...] = ("input_layernorm", "post_attention_layernorm")
 
     def block_list(self, model: nn.Module) -> nn.ModuleList:
         return get_submodule(model, self.blocks)
@@ -51,6 +89,34 @@ class ArchAdapter:
 
     def mlp_out_module(self, block: nn.Module) -> nn.Module:
         return get_submodule(block, self.mlp_post_norm or self.mlp)
+
+    def site(self, model: nn.Module, site: str, layer: int) -> SitePoint:
+        """The module and hook kind of ``site`` (or an alias) at block ``layer`` (>= 0)."""
+        name = canonical_site(site)
+        blocks = self.block_list(model)
+        if not 0 <= layer < len(blocks):
+            raise CaptureError(f"layer {layer} is out of range for a model with {len(blocks)} layers")
+        block = blocks[layer]
+        prefix = f"{self.blocks}[{layer}]"
+        if name == "hidden_in":
+            return SitePoint(block, "pre", prefix)
+        if name == "hidden_out":
+            return SitePoint(block, "out", prefix)
+        path = (self.attn_post_norm or self.attn) if name == "attn_out" else (
+            self.mlp_post_norm or self.mlp)
+        return SitePoint(get_submodule(block, path), "out", f"{prefix}.{path}")
+
+    def check_block(self, block: nn.Module, model_type: str | None) -> None:
+        """Refuse a block whose norm modules are not exactly the ones this adapter maps."""
+        found = {n for n, m in block.named_children() if "Norm" in type(m).__name__}
+        if found != set(self.norms):
+            extra, missing = sorted(found - set(self.norms)), sorted(set(self.norms) - found)
+            raise UnsupportedArchitectureError(
+                f"model_type={model_type!r}: block {type(block).__name__} does not have the "
+                f"layout of the {self.family!r} adapter (unexpected norms {extra}, missing "
+                f"{missing}); its residual contributions would be mis-read. Add an ArchAdapter "
+                "for it and check it with llmct.arch.verify_adapter"
+            )
 
     def attention_module(self, block: nn.Module) -> nn.Module:
         """The self-attention module itself (its output[1] is the attention pattern when eager)."""
@@ -78,10 +144,12 @@ _LLAMA_LIKE = dict(
     mlp="mlp",
 )
 
+#: Every model type listed here is verified in tests/test_faults.py (residual identity on a tiny
+#: model with perturbed norms); a model type not listed is refused.
 ADAPTERS: tuple[ArchAdapter, ...] = (
     ArchAdapter(
         family="llama",
-        model_types=("llama", "qwen2", "qwen3", "mistral", "olmo2", "smollm3"),
+        model_types=("llama", "qwen2", "qwen3", "mistral", "smollm3"),
         **_LLAMA_LIKE,
     ),
     ArchAdapter(
@@ -90,6 +158,17 @@ ADAPTERS: tuple[ArchAdapter, ...] = (
         attn_post_norm="post_attention_layernorm",
         mlp_post_norm="post_feedforward_layernorm",
         logit_softcap_attr="final_logit_softcapping",
+        norms=("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+               "post_feedforward_layernorm"),
+        **_LLAMA_LIKE,
+    ),
+    # OLMo-2: no pre-norms; the norms are applied to the sublayer outputs before the add
+    ArchAdapter(
+        family="olmo2",
+        model_types=("olmo2",),
+        attn_post_norm="post_attention_layernorm",
+        mlp_post_norm="post_feedforward_layernorm",
+        norms=("post_attention_layernorm", "post_feedforward_layernorm"),
         **_LLAMA_LIKE,
     ),
     ArchAdapter(family="phi3", model_types=("phi3",), **_LLAMA_LIKE),
@@ -100,6 +179,7 @@ ADAPTERS: tuple[ArchAdapter, ...] = (
         final_norm="transformer.ln_f",
         attn="attn",
         mlp="mlp",
+        norms=("ln_1", "ln_2"),
     ),
     ArchAdapter(
         family="gpt_neox",
@@ -131,12 +211,50 @@ def get_adapter(model: nn.Module) -> ArchAdapter:
             for path in (adapter.attn, adapter.mlp, adapter.attn_post_norm, adapter.mlp_post_norm):
                 if path:
                     get_submodule(blocks[0], path)
+            for block in blocks:
+                adapter.check_block(block, model_type)
             return adapter
     raise UnsupportedArchitectureError(
         f"no llmct adapter for model_type={model_type!r} ({type(model).__name__}). "
         f"Supported: {', '.join(supported_model_types())}. Add an ArchAdapter in llmct/arch.py "
         "naming its blocks, attention, MLP, final norm and unembedding."
     )
+
+
+def verify_adapter(model: nn.Module, token_ids: list[int] | None = None, rtol: float = 2e-5) -> dict:
+    """Check the adapter against the module's actual forward on one short sequence.
+
+    At every position and layer: ``hidden_out == hidden_in + attn_out + mlp_out`` (what the
+    adapter calls the attention and MLP contributions is exactly what the block adds), and
+    ``hidden_in[0]`` / ``hidden_out[l < L-1]`` equal Hugging Face's ``output_hidden_states``.
+    Tolerance: ``rtol`` x the largest activation (at least 1). Returns ``{"max_abs_error",
+    "max_abs_value", "family"}``; raises UnsupportedArchitectureError when a check fails.
+    """
+    import torch
+
+    from .capture import capture
+
+    adapter = get_adapter(model)
+    vocab = model.get_input_embeddings().num_embeddings
+    ids = token_ids or [(7 * k + 3) % vocab for k in range(8)]
+    cap = capture(model, None, [ids], position=[list(range(len(ids)))])
+    err = float(abs(cap["hidden_out"] - (cap["hidden_in"] + cap["attn_out"] + cap["mlp_out"])).max())
+    with torch.inference_mode():
+        device = model.get_input_embeddings().weight.device
+        hs = model(torch.tensor([ids], device=device), output_hidden_states=True,
+                   use_cache=False).hidden_states
+    ref = [h[0].float().cpu().numpy() for h in hs]
+    n = adapter.n_layers(model)
+    err = max(err, float(abs(cap["hidden_in"][:, 0] - ref[0]).max()))
+    for layer in range(n - 1):
+        err = max(err, float(abs(cap["hidden_out"][:, layer] - ref[layer + 1]).max()))
+    value = float(abs(cap["hidden_out"]).max())
+    if err > rtol * max(1.0, value):
+        raise UnsupportedArchitectureError(
+            f"adapter {adapter.family!r} does not match {type(model).__name__}'s forward: "
+            f"residual identity off by {err:.3g} (largest activation {value:.3g})"
+        )
+    return {"max_abs_error": err, "max_abs_value": value, "family": adapter.family}
 
 
 def head_dim(config) -> int:
@@ -165,6 +283,7 @@ def describe(model: nn.Module) -> dict:
         "block_kind": "parallel" if adapter.is_parallel(model) else "sequential",
         "blocks": f"{adapter.blocks}[0..{adapter.n_layers(model) - 1}] ({type(block0).__name__})",
         "embed": _module_name(model, adapter.embed(model)),
+        "norms": list(adapter.norms),
         "attn_out": f"{adapter.blocks}[i].{adapter.attn_post_norm or adapter.attn}",
         "mlp_out": f"{adapter.blocks}[i].{adapter.mlp_post_norm or adapter.mlp}",
         "final_norm": adapter.final_norm,

@@ -15,12 +15,22 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .arch import get_adapter
+from .arch import SITE_ALIASES, SITES, canonical_site, get_adapter
 from .errors import CaptureError
-from .hooks import Hooks, block_input, first_tensor
+from .hooks import Hooks
 from .positions import PositionSpec, ReadOut, batch_readout, describe_position, readouts_for_item
+from .runner import (  # noqa: F401  (re-exported: the historical home of these helpers)
+    context_length,
+    model_device,
+    pad_batch,
+    position_ids_from_mask,
+    prepare,
+    tokenize,
+)
+from .runner import forward as run_forward
+from .runner import pad_id as _runner_pad_id
 
-SOURCES = ("hidden_in", "hidden_out", "attn_out", "mlp_out")
+SOURCES = SITES
 
 
 @dataclass
@@ -76,64 +86,9 @@ def resolve_layers(layers: str | int | Sequence[int], n_layers: int) -> list[int
     return out
 
 
-def context_length(model) -> int | None:
-    cfg = model.config
-    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-        value = getattr(cfg, name, None)
-        if value:
-            return int(value)
-    return None
-
-
-def tokenize(tokenizer, inputs: Sequence, add_special_tokens: bool = True) -> list[list[int]]:
-    """Strings are tokenised one by one (no padding); token-id lists pass through."""
-    if isinstance(inputs, str):
-        raise CaptureError("inputs must be a list of strings or token-id lists, not one string")
-    ids: list[list[int]] = []
-    for i, item in enumerate(inputs):
-        if isinstance(item, str):
-            if tokenizer is None:
-                raise CaptureError("string inputs need a tokenizer")
-            toks = tokenizer(item, add_special_tokens=add_special_tokens)["input_ids"]
-        else:
-            toks = [int(t) for t in item]
-        if not toks:
-            raise CaptureError(f"input {i} is empty after tokenisation")
-        ids.append(list(toks))
-    return ids
-
-
-def pad_batch(seqs: list[list[int]], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad to a rectangle; returns ``input_ids`` and ``attention_mask`` ([B, T] long)."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for b, s in enumerate(seqs):
-        sl = slice(width - len(s), width) if side == "left" else slice(0, len(s))
-        ids[b, sl] = torch.tensor(s, dtype=torch.long)
-        mask[b, sl] = 1
-    return ids, mask
-
-
-def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
-    """Positions counted over real tokens only, so left padding does not shift absolute positions."""
-    return (mask.cumsum(-1) - 1).clamp(min=0)
-
-
-def model_device(model) -> torch.device:
-    """Where inputs go: the device of the token embedding (also right with ``device_map``)."""
-    return model.get_input_embeddings().weight.device
-
-
 def forward_batch(model, ids: torch.Tensor, mask: torch.Tensor, *, want_logits: bool):
     """One forward with explicit position ids; the LM head is skipped when logits are not needed."""
-    target = model if want_logits else model.base_model
-    return target(
-        input_ids=ids,
-        attention_mask=mask,
-        position_ids=position_ids_from_mask(mask),
-        use_cache=False,
-    )
+    return run_forward(model, ids, mask, logits=want_logits)
 
 
 def capture(
@@ -159,10 +114,12 @@ def capture(
     """
     adapter = get_adapter(model)
     n_layers = adapter.n_layers(model)
-    sources = tuple(sources)
-    unknown = [s for s in sources if s not in SOURCES]
-    if unknown or not sources:
+    if not sources:
+        raise CaptureError(f"no sources given; choose from {SOURCES}")
+    unknown = [s for s in sources if SITE_ALIASES.get(s, s) not in SOURCES]
+    if unknown:
         raise CaptureError(f"unknown sources {unknown}; choose from {SOURCES}")
+    sources = tuple(canonical_site(s) for s in sources)
     layer_idx = resolve_layers(layers, n_layers)
     if batch_size < 1:
         raise CaptureError(f"batch_size must be >= 1, got {batch_size}")
@@ -175,15 +132,10 @@ def capture(
             "attn_implementation='eager' (llmct.load_model(..., attn_implementation='eager'))"
         )
 
-    token_ids = tokenize(tokenizer, inputs, add_special_tokens)
-    limit = context_length(model)
-    for i, toks in enumerate(token_ids):
-        if limit and len(toks) > limit:
-            raise CaptureError(f"input {i} has {len(toks)} tokens; the model's context is {limit}")
+    token_ids = prepare(model, tokenizer, inputs, add_special_tokens)
     readouts = [readouts_for_item(position, i, len(t), mean_from) for i, t in enumerate(token_ids)]
     pad_id = _pad_id(tokenizer, model)
     device = model_device(model)
-    blocks = adapter.block_list(model)
 
     # Longest first: fewer pad tokens per batch, and an out-of-memory error shows up at once.
     order = sorted(range(len(token_ids)), key=lambda i: -len(token_ids[i]))
@@ -202,24 +154,12 @@ def capture(
 
     with Hooks() as hooks:
         for pos, layer in enumerate(layer_idx):
-            block = blocks[layer]
-            if "hidden_in" in sources:
-                hooks.pre(block, lambda m, a, k, p=pos: store("hidden_in", p, block_input(a, k)))
-            if "hidden_out" in sources:
-                hooks.forward(block, lambda m, a, o, p=pos: store("hidden_out", p, first_tensor(o)))
-            if "attn_out" in sources:
-                hooks.forward(
-                    adapter.attn_out_module(block),
-                    lambda m, a, o, p=pos: store("attn_out", p, first_tensor(o)),
-                )
-            if "mlp_out" in sources:
-                hooks.forward(
-                    adapter.mlp_out_module(block),
-                    lambda m, a, o, p=pos: store("mlp_out", p, first_tensor(o)),
-                )
+            for source in sources:
+                hooks.read(adapter.site(model, source, layer),
+                           lambda h, s=source, p=pos: store(s, p, h))
             if attention:
                 hooks.forward(
-                    adapter.attention_module(block),
+                    adapter.attention_module(adapter.block_list(model)[layer]),
                     lambda m, a, o, p=pos: store_attention(p, o[1] if isinstance(o, tuple) else None),
                 )
 
@@ -283,17 +223,7 @@ def capture(
 
 
 def _pad_id(tokenizer, model) -> int:
-    for cand in (
-        getattr(tokenizer, "pad_token_id", None),
-        getattr(tokenizer, "eos_token_id", None),
-        getattr(model.config, "pad_token_id", None),
-        getattr(model.config, "eos_token_id", None),
-    ):
-        if isinstance(cand, list | tuple):
-            cand = cand[0] if cand else None
-        if cand is not None and 0 <= int(cand) < model.get_input_embeddings().num_embeddings:
-            return int(cand)  # any in-vocabulary id works: padded positions are masked out
-    return 0
+    return _runner_pad_id(tokenizer, model)
 
 
 def _query_rows(plan, seq_len: int) -> torch.Tensor:

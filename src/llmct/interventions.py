@@ -27,19 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .arch import get_adapter
-from .capture import (
-    _pad_id,
-    forward_batch,
-    model_device,
-    pad_batch,
-    position_ids_from_mask,
-    resolve_layers,
-    tokenize,
-)
+from .arch import SitePoint, canonical_site, get_adapter
+from .capture import resolve_layers
 from .errors import CaptureError
-from .hooks import Hooks, first_tensor, replace_first
+from .hooks import Hooks, first_tensor
 from .positions import batch_readout, readouts_for_item
+from .runner import cache_is_croppable, fresh_cache, model_device, pad_batch, pad_id, prepare
+from .runner import forward as run_forward
 
 INTERVENABLE = ("hidden_out", "attn_out", "mlp_out")
 ABLATIONS = ("zero", "mean", "noise")
@@ -52,18 +46,19 @@ Positions = str | int | Sequence[Sequence[int]]
 Intervention = Callable[[list[int]], object] | None
 
 
-def site_module(model, source: str, layer: int) -> torch.nn.Module:
-    """The module whose (first) output *is* ``source`` at ``layer`` (negative counts from the end)."""
-    if source not in INTERVENABLE:
+def site_point(model, source: str, layer: int) -> SitePoint:
+    """Where an intervenable ``source`` (or its alias) lives at ``layer`` (negative counts from
+    the end), from the architecture adapter's one site mapping."""
+    if canonical_site(source) not in INTERVENABLE:
         raise CaptureError(f"cannot intervene on {source!r}; choose from {INTERVENABLE}")
     adapter = get_adapter(model)
-    blocks = adapter.block_list(model)
-    block = blocks[resolve_layers(int(layer), len(blocks))[0]]
-    if source == "hidden_out":
-        return block
-    if source == "attn_out":
-        return adapter.attn_out_module(block)
-    return adapter.mlp_out_module(block)
+    n = adapter.n_layers(model)
+    return adapter.site(model, source, resolve_layers(int(layer), n)[0])
+
+
+def site_module(model, source: str, layer: int) -> torch.nn.Module:
+    """The module whose (first) output *is* ``source`` at ``layer`` (negative counts from the end)."""
+    return site_point(model, source, layer).module
 
 
 def _mask_from_call(args, kwargs) -> torch.Tensor | None:
@@ -114,25 +109,24 @@ def edit(model, source: str, layer: int, positions: Positions,
     where ``row_counts[b]`` is the number of edited tokens of batch row ``b`` (rows in order).
 
     The generic mechanism behind :func:`patch` and :func:`ablate`; hooks removed on exit."""
-    module = site_module(model, source, layer)
+    point = site_point(model, source, layer)
     state: dict = {}
 
     def remember_mask(_m, args, kwargs):
         state["mask"] = _mask_from_call(args, kwargs)
 
-    def hook(_m, _args, output):
-        hidden = first_tensor(output)
+    def hook(hidden: torch.Tensor) -> torch.Tensor:
         cols = _columns(state.get("mask"), hidden.shape[0], hidden.shape[1], positions)
         rows = torch.cat([torch.full((len(c),), b, dtype=torch.long) for b, c in enumerate(cols)])
         rows, cols_t = rows.to(hidden.device), torch.cat(cols).to(hidden.device)
         new = hidden.clone()
         values = fn(hidden[rows, cols_t], [len(c) for c in cols])
         new[rows, cols_t] = values.to(device=new.device, dtype=new.dtype)
-        return replace_first(output, new)
+        return new
 
     with Hooks() as hooks:
         hooks.pre(model.base_model, remember_mask)
-        hooks.forward(module, hook)
+        hooks.edit(point, hook)
         yield
 
 
@@ -235,14 +229,14 @@ def readout_logits(model, tokenizer, inputs: Sequence, intervention: Interventio
                    add_special_tokens: bool = True) -> Readout:
     """Batched full forwards of ``inputs`` under ``intervention(items)`` (items in row order);
     next-token logits at each item's read-out (one token index per item, mapped via the mask)."""
-    token_ids = tokenize(tokenizer, inputs, add_special_tokens)
+    token_ids = prepare(model, tokenizer, inputs, add_special_tokens)
     readouts = [readouts_for_item(position, i, len(t), 0) for i, t in enumerate(token_ids)]
     if any(len(r) != 1 or isinstance(r[0], tuple) for r in readouts):
         raise CaptureError("readout_logits reads one token per item")
     side = padding_side or getattr(tokenizer, "padding_side", None) or "right"
     blocks = get_adapter(model).block_list(model)
     layers = resolve_layers(list(hidden_layers), len(blocks)) if len(hidden_layers) else []
-    pad, device = _pad_id(tokenizer, model), model_device(model)
+    pad, device = pad_id(tokenizer, model), model_device(model)
     logits, hidden = [None] * len(token_ids), {la: [None] * len(token_ids) for la in layers}
     for start in range(0, len(token_ids), batch_size):
         items = list(range(start, min(start + batch_size, len(token_ids))))
@@ -250,10 +244,10 @@ def readout_logits(model, tokenizer, inputs: Sequence, intervention: Interventio
         plan = batch_readout(mask, [readouts[i] for i in items]).to(device)
         got: dict[int, torch.Tensor] = {}
         with Hooks() as hooks, _enter(intervention, items), torch.inference_mode():
-            for la in layers:  # registered after the intervention's hooks: sees edited values
+            for la in layers:  # readers run after every edit of the same site
                 hooks.forward(blocks[la], lambda m, a, o, la=la, got=got, plan=plan:
                               got.__setitem__(la, plan.reduce(first_tensor(o)).cpu()))
-            out = forward_batch(model, ids.to(device), mask.to(device), want_logits=True)
+            out = run_forward(model, ids.to(device), mask.to(device))
         batch_logits = plan.reduce(out.logits).cpu()
         for r, i in enumerate(items):
             logits[i] = batch_logits[r]
@@ -271,22 +265,30 @@ class PrefixCache:
     Batches are left-padded (the last token is the last column); ``intervention`` receives the
     batch's row indices and may use positions "last" / -1 only.
 
+    The stored prefix is never changed by a run: a cache whose every layer keeps all its past
+    states is extended and cropped back; any other cache (sliding-window or hybrid layers, as in
+    Mistral or Gemma 3, whose rotating layers cannot be rolled back) is copied for each run and
+    the copy extended. ``copy_cache=True`` forces copying.
+
     ``copies``: each prefix is computed once and its cache repeated, so that one forward can run
     ``copies`` different interventions per item (the fixed cost of a forward is paid once).
     Rows are then *virtual*: row ``c * n + i`` is copy ``c`` of item ``i``; ``run`` returns
     ``copies * n`` logits in that order and passes virtual row indices to ``intervention``.
+    Raises CaptureError for inputs shorter than 2 tokens or ids outside the vocabulary.
     """
 
     def __init__(self, model, tokenizer, inputs: Sequence, *, batch_size: int = 8,
-                 copies: int = 1, add_special_tokens: bool = True) -> None:
+                 copies: int = 1, add_special_tokens: bool = True,
+                 copy_cache: bool = False) -> None:
         self.model = model
-        self.token_ids = tokenize(tokenizer, inputs, add_special_tokens)
+        self.token_ids = prepare(model, tokenizer, inputs, add_special_tokens)
         if any(len(t) < 2 for t in self.token_ids):
             raise CaptureError("PrefixCache needs inputs of at least 2 tokens")
         if copies < 1:
             raise CaptureError(f"copies must be >= 1, got {copies}")
         self.copies = int(copies)
-        self.pad, self.device = _pad_id(tokenizer, model), model_device(model)
+        self.copy_cache = bool(copy_cache)
+        self.pad, self.device = pad_id(tokenizer, model), model_device(model)
         self.blocks = get_adapter(model).block_list(model)
         order = sorted(range(len(self.token_ids)), key=lambda i: -len(self.token_ids[i]))
         self.batches = [order[k: k + batch_size] for k in range(0, len(order), batch_size)]
@@ -301,23 +303,28 @@ class PrefixCache:
         items = self.batches[k]
         ids, mask = pad_batch([self.token_ids[i] for i in items], self.pad, "left")
         ids, mask = ids.to(self.device), mask.to(self.device)
-        pos = position_ids_from_mask(mask)
         with torch.inference_mode():
-            out = self.model.base_model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1],
-                                        position_ids=pos[:, :-1], use_cache=True)
+            out = run_forward(self.model, ids[:, :-1], mask[:, :-1], logits=False, use_cache=True)
         cache = out.past_key_values
         if cache is None:
             raise CaptureError(f"{type(self.model).__name__} returned no KV cache")
         c = self.copies
         if c > 1:  # row r of the repeated batch is copy r % c of item r // c
             cache.batch_repeat_interleave(c)
-            ids, mask, pos = (t.repeat_interleave(c, dim=0) for t in (ids, mask, pos))
+            ids, mask = (t.repeat_interleave(c, dim=0) for t in (ids, mask))
         rows = [cp * len(self.token_ids) + i for i in items for cp in range(c)]
-        self._state[k] = {"ids": ids, "mask": mask, "pos": pos, "cache": cache, "rows": rows,
-                          "length": ids.shape[1] - 1}
+        self._state[k] = {"ids": ids, "mask": mask, "cache": cache, "rows": rows,
+                          "length": ids.shape[1] - 1,
+                          "crop": cache_is_croppable(cache) and not self.copy_cache}
+
+    def _last_token(self, st: dict, cache):
+        return run_forward(self.model, st["ids"][:, -1:], st["mask"], past_key_values=cache,
+                           use_cache=True)
 
     def run(self, intervention: Intervention = None, *, hidden_layers: Sequence[int] = ()
             ) -> Readout:
+        """Logits (and block outputs at ``hidden_layers``) at every row's last token under
+        ``intervention(rows)``; the cached prefixes are left as they were."""
         layers = resolve_layers(list(hidden_layers), len(self.blocks)) if len(hidden_layers) else []
         n = len(self)
         logits, hidden = [None] * n, {la: [None] * n for la in layers}
@@ -325,21 +332,21 @@ class PrefixCache:
             st = self._state[k]
             items = st["rows"]
             got: dict[int, torch.Tensor] = {}
+            cache = st["cache"] if st["crop"] else fresh_cache(st["cache"])
             ok = False
             try:
                 with Hooks() as hooks, _enter(intervention, items), torch.inference_mode():
                     for la in layers:
                         hooks.forward(self.blocks[la], lambda m, a, o, la=la, got=got:
                                       got.__setitem__(la, first_tensor(o)[:, -1].float().cpu()))
-                    out = self.model(input_ids=st["ids"][:, -1:], attention_mask=st["mask"],
-                                     position_ids=st["pos"][:, -1:], past_key_values=st["cache"],
-                                     use_cache=True)
+                    out = self._last_token(st, cache)
                 ok = True
             finally:
-                if ok:
-                    st["cache"].crop(-1)
-                if not ok or st["cache"].get_seq_length() != st["length"]:
-                    self._build(k)  # a failed or unexpected forward left the cache unknown
+                if st["crop"]:
+                    if ok:
+                        st["cache"].crop(-1)
+                    if not ok or st["cache"].get_seq_length() != st["length"]:
+                        self._build(k)  # a failed or unexpected forward left the cache unknown
             batch_logits = out.logits[:, -1].float().cpu()
             for r, i in enumerate(items):
                 logits[i] = batch_logits[r]
@@ -351,7 +358,7 @@ class PrefixCache:
 # -- scoring the answer ---------------------------------------------------------------------------
 
 def default_words_path() -> Path:
-    from stimuli.loader import STIMULI_DIR
+    from .stimuli import STIMULI_DIR
 
     return STIMULI_DIR / "emotion_words.json"
 

@@ -16,7 +16,6 @@ independent forwards (tested); steering hooks (:mod:`llmct.steering`) apply unch
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,9 +24,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .capture import model_device, pad_batch, position_ids_from_mask
-from .chat import render_text
+from .chat import render_chat
 from .errors import LLMCTError
+from .runner import check_token_ids, fresh_cache, model_device, pad_batch, vocab_size
+from .runner import forward as run_forward
 from .stats import bootstrap_indices, percentile_ci
 
 PROMPT = "Which would you rather do?\n(A) {a}\n(B) {b}\nAnswer with A or B."
@@ -42,9 +42,7 @@ BASE_RATING = 1500.0
 def preference_prompt_ids(tokenizer, a: str, b: str, template: str = PROMPT) -> list[int]:
     """Token ids of the chat prompt asking for a choice between ``a`` (A) and ``b`` (B)."""
     messages = [{"role": "user", "content": template.format(a=a, b=b)}]
-    text = render_text(tokenizer, messages, add_generation_prompt=True)
-    has_template = bool(getattr(tokenizer, "chat_template", None))
-    return tokenizer(text, add_special_tokens=not has_template)["input_ids"]
+    return render_chat(tokenizer, messages, add_generation_prompt=True).input_ids
 
 
 def label_token_ids(tokenizer, labels: Sequence[str] = LABELS) -> list[list[int]]:
@@ -81,8 +79,7 @@ def _extend(model, cache, ids: Sequence[int], past_len: int):
     device = model_device(model)
     x = torch.tensor([list(ids)], device=device)
     mask = torch.ones((1, past_len + len(ids)), dtype=torch.long, device=device)
-    out = model(input_ids=x, attention_mask=mask, position_ids=position_ids_from_mask(mask)[:, past_len:],
-                past_key_values=cache, use_cache=True, logits_to_keep=1)
+    out = run_forward(model, x, mask, past_key_values=cache, use_cache=True, logits_to_keep=1)
     return out.past_key_values
 
 
@@ -120,6 +117,7 @@ def last_token_logits(model, seqs: Sequence[Sequence[int]], groups: Sequence | N
     groups = list(range(len(seqs))) if groups is None else list(groups)
     if len(groups) != len(seqs):
         raise LLMCTError(f"{len(groups)} groups for {len(seqs)} sequences")
+    check_token_ids(seqs, vocab_size(model))
     device = model_device(model)
     batches = _plan_batches(groups, batch_size, min_group)
     out = torch.empty((len(seqs), model.get_output_embeddings().weight.shape[0]))
@@ -129,17 +127,15 @@ def last_token_logits(model, seqs: Sequence[Sequence[int]], groups: Sequence | N
         for rows in tqdm(batches, desc="preferences", disable=not progress, unit="batch"):
             batch = [seqs[i] for i in rows]
             common = max(_prefix_len(batch), shared) if len(batch) > 1 else shared
-            cache = copy.deepcopy(root)  # forwards append to a cache in place
+            cache = fresh_cache(root)  # forwards append to a cache in place
             if common > shared:
                 cache = _extend(model, cache, batch[0][shared:common], shared)
             if cache is not None and len(batch) > 1:
                 cache.batch_repeat_interleave(len(batch))
             ids, mask = pad_batch([s[common:] for s in batch], pad_id, "left")
             full = torch.cat([torch.ones((len(batch), common), dtype=torch.long), mask], dim=1)
-            pos = position_ids_from_mask(full)[:, common:]
-            res = model(input_ids=ids.to(device), attention_mask=full.to(device),
-                        position_ids=pos.to(device), past_key_values=cache, use_cache=cache is not None,
-                        logits_to_keep=1)
+            res = run_forward(model, ids.to(device), full.to(device), past_key_values=cache,
+                              use_cache=cache is not None, logits_to_keep=1)
             out[rows] = res.logits[:, -1].float().cpu()
     return out
 

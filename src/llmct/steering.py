@@ -10,8 +10,9 @@ or left-padded in a batch (padding is never steered). ``scale`` is usually
     with steer(model, direction, layer=20, alpha=0.1, scale=norm):
         out = model.generate(...)
 
-Hooks are removed on exit, even on exceptions. A capture run inside the context sees the steered
-``hidden_out`` of the steered layer (the steering hook runs first).
+Hooks are removed on exit, even on exceptions. Steering is an *editing* hook in the ordered
+registry of :mod:`llmct.hooks`: any reader of the same site (a capture, an ``EmotionMonitor``)
+sees the steered ``hidden_out``, whether it was entered inside or outside the ``steer`` block.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ import numpy as np
 import torch
 
 from .arch import get_adapter
-from .capture import capture, resolve_layers, tokenize
+from .capture import capture, resolve_layers
 from .errors import LLMCTError
-from .hooks import Hooks, first_tensor, replace_first
+from .hooks import Hooks
+from .runner import check_id_tensor, prepare, vocab_size
 
 
 def unit(direction) -> torch.Tensor:
@@ -75,8 +77,7 @@ def steer(model, direction, layer: int, alpha: float, scale: float = 1.0, start:
     an exact identity. Yields the added vector (float32, norm ``|alpha| * scale``).
     """
     adapter = get_adapter(model)
-    blocks = adapter.block_list(model)
-    (layer,) = resolve_layers([layer], len(blocks))
+    (layer,) = resolve_layers([layer], adapter.n_layers(model))
     vec = unit(direction)
     if vec.numel() != model.config.hidden_size:
         raise LLMCTError(
@@ -91,6 +92,7 @@ def steer(model, direction, layer: int, alpha: float, scale: float = 1.0, start:
     var_kw = next((p.name for p in signature.parameters.values()
                    if p.kind is inspect.Parameter.VAR_KEYWORD), None)
     state: dict = {}
+    vocab = vocab_size(model)
 
     def read_mask(module, args, kwargs):
         bound = signature.bind_partial(*args, **kwargs).arguments
@@ -100,28 +102,28 @@ def steer(model, direction, layer: int, alpha: float, scale: float = 1.0, start:
             tokens = bound.get("inputs_embeds")
         if tokens is None:
             raise LLMCTError("steering: the forward got neither input_ids nor inputs_embeds")
+        check_id_tensor(bound.get("input_ids"), vocab)
         past = bound.get("past_key_values")
         past_len = int(past.get_seq_length()) if hasattr(past, "get_seq_length") else 0
         state["where"] = steer_positions(bound.get("attention_mask"), tokens.shape[1], past_len,
                                          start)
 
-    def add(module, args, output):
-        hidden = first_tensor(output)
+    def add(hidden: torch.Tensor) -> torch.Tensor:
         delta = added.to(device=hidden.device, dtype=hidden.dtype)
         where = state.get("where")
         if where is None:
-            return replace_first(output, hidden + delta)
+            return hidden + delta
         if tuple(where.shape) != tuple(hidden.shape[:2]):
             raise LLMCTError(
                 f"steering: block output {tuple(hidden.shape)} does not match the mask's "
                 f"{tuple(where.shape)} new tokens"
             )
         where = where.to(hidden.device).unsqueeze(-1).to(hidden.dtype)
-        return replace_first(output, hidden + where * delta)
+        return hidden + where * delta
 
     with Hooks() as hooks:
         hooks.pre(base, read_mask)
-        hooks.forward(blocks[layer], add)
+        hooks.edit(adapter.site(model, "hidden_out", layer), add)
         yield added
 
 
@@ -132,7 +134,7 @@ def mean_residual_norm(model, tokenizer, texts: Sequence, layer: int | Sequence[
     The mean of per-token norms (not the norm of the mean activation). A float for one layer, an
     array (one value per layer, in the order given) for a list of layers.
     """
-    ids = tokenize(tokenizer, texts)
+    ids = prepare(model, tokenizer, texts)
     positions = []
     for i, toks in enumerate(ids):
         if mean_from >= len(toks):

@@ -3,6 +3,7 @@ reference library (centred cosine), with per-token and per-turn callbacks."""
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Callable
 
@@ -10,7 +11,8 @@ import numpy as np
 import torch
 
 from ..arch import get_adapter
-from ..hooks import Hooks, block_input, first_tensor
+from ..hooks import Hooks
+from ..runner import check_id_tensor, vocab_size
 from .library import ReferenceLibrary
 
 
@@ -21,9 +23,21 @@ class EmotionMonitor:
     its last position: centred cosine to each reference, averaged over the hooked layers.
     ``mon.scores`` holds one ``[batch, n_refs]`` array per forward; ``on_token(step, scores)``
     is called after each. Left-padded batches are fine: the last position is always real.
+
+    Rows that finish early: once a row's input token at a decoding step is an end-of-sequence id
+    (``eos_token_id``, default the model's ``generation_config``), that step and every later one
+    are NaN for the row -- ``generate`` keeps feeding such rows pad tokens while others run on,
+    and those states belong to no reply. :meth:`row_scores` and :meth:`turn_scores` use only a
+    row's own states, so they equal the single-prompt run of that row.
+
+    The monitor's hooks are *readers* in the ordered registry (:mod:`llmct.hooks`): under
+    steering, patching or ablation of the same site they see the edited value, whether the
+    monitor is entered inside or outside those contexts. Token ids outside the vocabulary are a
+    CaptureError naming the row, the id and the valid range.
     """
 
-    def __init__(self, model, library: ReferenceLibrary, *, on_token: Callable | None = None):
+    def __init__(self, model, library: ReferenceLibrary, *, on_token: Callable | None = None,
+                 eos_token_id: int | list[int] | None = None):
         self.model, self.library, self.on_token = model, library, on_token
         self.adapter = get_adapter(model)
         n = self.adapter.n_layers(model)
@@ -35,48 +49,88 @@ class EmotionMonitor:
         self._base = library.baseline.to(device)  # [L, D]
         self._pending: dict[int, torch.Tensor] = {}
         self.scores: list[np.ndarray] = []
+        self._eos_arg = eos_token_id
+        self._finished: torch.Tensor | None = None  # [B] bool, rows past their EOS
+        self._step_mask: torch.Tensor | None = None  # rows whose state this forward is theirs
+        self._vocab = vocab_size(model)
+        self._signature = inspect.signature(model.base_model.forward)
         self._hooks = Hooks()
 
     @property
     def labels(self) -> list[str]:
         return self.library.labels
 
+    def _eos_ids(self) -> set[int]:
+        eos = self._eos_arg
+        if eos is None:
+            eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        if eos is None:
+            return set()
+        return {int(e) for e in (eos if isinstance(eos, list | tuple) else [eos])}
+
+    def _on_forward(self, _module, args, kwargs) -> None:
+        """Before each forward: check the ids, start a new generation at a prefill, and mark
+        the rows whose input token is (or follows) their end-of-sequence token."""
+        bound = self._signature.bind_partial(*args, **kwargs).arguments
+        extra = bound.pop("kwargs", None) or {}
+        bound = {**extra, **bound}
+        ids = bound.get("input_ids")
+        check_id_tensor(ids, self._vocab)
+        past = bound.get("past_key_values")
+        past_len = int(past.get_seq_length()) if hasattr(past, "get_seq_length") else 0
+        self._pending.clear()
+        if ids is None:
+            self._step_mask = None
+            return
+        if past_len == 0 or self._finished is None or len(self._finished) != ids.shape[0]:
+            self._finished = torch.zeros(ids.shape[0], dtype=torch.bool)
+        else:
+            eos = self._eos_ids()
+            if eos:
+                last = ids[:, -1].detach().cpu()
+                self._finished |= torch.tensor([int(t) in eos for t in last.tolist()])
+        self._step_mask = ~self._finished
+
     def _score(self, k: int, hidden: torch.Tensor) -> None:
-        h = hidden[:, -1, :].float() - self._base[k]
+        h = hidden[:, -1, :].detach().float() - self._base[k]
         h = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         self._pending[k] = h @ self._refs[k].T  # [B, R]
         if len(self._pending) == len(self.library.layers):
             scores = torch.stack(list(self._pending.values())).mean(0).cpu().numpy()
             self._pending.clear()
+            if self._step_mask is not None and len(self._step_mask) == len(scores):
+                scores[~self._step_mask.numpy()] = np.nan
             self.scores.append(scores)
             if self.on_token:
                 self.on_token(len(self.scores) - 1, scores)
 
     def __enter__(self) -> EmotionMonitor:
-        blocks = self.adapter.block_list(self.model)
-        src = self.library.source
+        self._hooks.pre(self.model.base_model, self._on_forward)
         for k, layer in enumerate(self.library.layers):
-            block = blocks[layer]
-            if src == "hidden_in":
-                self._hooks.pre(block, lambda m, a, kw, k=k: self._score(k, block_input(a, kw)))
-            else:
-                module = {"hidden_out": block,
-                          "attn_out": self.adapter.attn_out_module(block),
-                          "mlp_out": self.adapter.mlp_out_module(block)}[src]
-                self._hooks.forward(module, lambda m, a, o, k=k: self._score(k, first_tensor(o)))
+            point = self.adapter.site(self.model, self.library.source, layer)
+            self._hooks.read(point, lambda h, k=k: self._score(k, h))
         return self
 
     def __exit__(self, *exc) -> None:
         self._hooks.remove()
         self._pending.clear()
 
+    def row_scores(self, row: int, skip_prefill: bool = False) -> np.ndarray:
+        """``[n_states, n_refs]``: the scores of one batch row over its own forwards (the
+        prefill, then one per generated token fed back), without the states after its EOS."""
+        rows = np.stack([s[row] for s in self.scores])
+        rows = rows[np.isfinite(rows).all(-1)]
+        return rows[1:] if skip_prefill and len(rows) > 1 else rows
+
     def turn_scores(self, skip_prefill: bool = True) -> np.ndarray:
-        """Mean score per item over the generated tokens' states ``[batch, n_refs]``."""
-        rows = self.scores[1:] if skip_prefill and len(self.scores) > 1 else self.scores
-        return np.mean(rows, axis=0)
+        """Mean score per item over the generated tokens' states ``[batch, n_refs]`` (each row
+        over its own states only; see :meth:`row_scores`)."""
+        n = self.scores[0].shape[0]
+        return np.stack([self.row_scores(b, skip_prefill).mean(0) for b in range(n)])
 
     def reset(self) -> None:
         self.scores.clear()
+        self._finished = None
 
 
 def library_from_scenario(model, tokenizer, scenario, layers: list[int] | None = None):

@@ -1,0 +1,172 @@
+"""One forward runner: tokenise, check, pad, position ids, forward (with or without a KV cache).
+
+Used by :func:`llmct.capture`, :func:`llmct.interventions.readout_logits`,
+:class:`llmct.interventions.PrefixCache` and :func:`llmct.preferences.last_token_logits`, so that
+every entry point validates token ids the same way (an out-of-vocabulary id is a
+:class:`CaptureError` naming the item, the id and the valid range, never an IndexError from inside
+torch) and derives position ids from the attention mask (left padding does not shift positions).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+
+from .errors import CaptureError
+
+
+def model_device(model) -> torch.device:
+    """Where inputs go: the device of the token embedding (also right with ``device_map``)."""
+    return model.get_input_embeddings().weight.device
+
+
+def vocab_size(model) -> int:
+    """Rows of the input embedding: token ids must lie in ``0 .. vocab_size - 1``."""
+    return int(model.get_input_embeddings().num_embeddings)
+
+
+def context_length(model) -> int | None:
+    """The model's maximum context from its config (None if it does not say)."""
+    cfg = model.config
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(cfg, name, None)
+        if value:
+            return int(value)
+    return None
+
+
+def tokenize(tokenizer, inputs: Sequence, add_special_tokens: bool = True) -> list[list[int]]:
+    """Strings are tokenised one by one (no padding); token-id lists pass through."""
+    if isinstance(inputs, str):
+        raise CaptureError("inputs must be a list of strings or token-id lists, not one string")
+    ids: list[list[int]] = []
+    for i, item in enumerate(inputs):
+        if isinstance(item, str):
+            if tokenizer is None:
+                raise CaptureError("string inputs need a tokenizer")
+            toks = tokenizer(item, add_special_tokens=add_special_tokens)["input_ids"]
+        else:
+            toks = [int(t) for t in item]
+        if not toks:
+            raise CaptureError(f"input {i} is empty after tokenisation")
+        ids.append(list(toks))
+    return ids
+
+
+def check_token_ids(token_ids: Sequence[Sequence[int]], vocab: int) -> None:
+    """CaptureError naming the first item holding an id outside ``0 .. vocab - 1``."""
+    for i, toks in enumerate(token_ids):
+        if toks and (min(toks) < 0 or max(toks) >= vocab):
+            j, bad = next((j, t) for j, t in enumerate(toks) if not 0 <= t < vocab)
+            raise CaptureError(
+                f"item {i}: token id {bad} (position {j}) is outside the model's vocabulary "
+                f"(valid ids 0..{vocab - 1})"
+            )
+
+
+def check_id_tensor(ids: torch.Tensor | None, vocab: int) -> None:
+    """:func:`check_token_ids` for a ``[B, T]`` tensor of a forward in flight (rows = items)."""
+    if ids is None or ids.dtype.is_floating_point or ids.numel() == 0:
+        return
+    bad = (ids < 0) | (ids >= vocab)
+    if bool(bad.any()):
+        i, j = (int(v) for v in torch.nonzero(bad, as_tuple=False)[0])
+        raise CaptureError(
+            f"item {i}: token id {int(ids[i, j])} (position {j}) is outside the model's "
+            f"vocabulary (valid ids 0..{vocab - 1})"
+        )
+
+
+def prepare(model, tokenizer, inputs: Sequence, add_special_tokens: bool = True
+            ) -> list[list[int]]:
+    """Token ids of ``inputs``, checked against the model's vocabulary and context length."""
+    token_ids = tokenize(tokenizer, inputs, add_special_tokens)
+    check_token_ids(token_ids, vocab_size(model))
+    limit = context_length(model)
+    for i, toks in enumerate(token_ids):
+        if limit and len(toks) > limit:
+            raise CaptureError(f"input {i} has {len(toks)} tokens; the model's context is {limit}")
+    return token_ids
+
+
+def pad_batch(seqs: list[list[int]], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad to a rectangle; returns ``input_ids`` and ``attention_mask`` ([B, T] long)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for b, s in enumerate(seqs):
+        sl = slice(width - len(s), width) if side == "left" else slice(0, len(s))
+        ids[b, sl] = torch.tensor(s, dtype=torch.long)
+        mask[b, sl] = 1
+    return ids, mask
+
+
+def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Positions counted over real tokens only, so left padding does not shift absolute positions."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def pad_id(tokenizer, model) -> int:
+    """An in-vocabulary id to pad with (padded positions are masked out, so any works)."""
+    for cand in (
+        getattr(tokenizer, "pad_token_id", None),
+        getattr(tokenizer, "eos_token_id", None),
+        getattr(model.config, "pad_token_id", None),
+        getattr(model.config, "eos_token_id", None),
+    ):
+        if isinstance(cand, list | tuple):
+            cand = cand[0] if cand else None
+        if cand is not None and 0 <= int(cand) < vocab_size(model):
+            return int(cand)
+    return 0
+
+
+def forward(model, ids: torch.Tensor, mask: torch.Tensor, *, logits: bool = True,
+            past_key_values=None, use_cache: bool = False, logits_to_keep: int = 0):
+    """One forward of ``ids [B, n]`` whose mask ``[B, past + n]`` covers the cached tokens too;
+    position ids come from the mask. The LM head is skipped when ``logits`` is False."""
+    check_id_tensor(ids, vocab_size(model))
+    positions = position_ids_from_mask(mask)[:, -ids.shape[1]:]
+    kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=positions,
+                  past_key_values=past_key_values, use_cache=use_cache)
+    if not logits:
+        return model.base_model(**kwargs)
+    if logits_to_keep:
+        kwargs["logits_to_keep"] = logits_to_keep
+    return model(**kwargs)
+
+
+def cache_is_croppable(cache) -> bool:
+    """True when every layer of ``cache`` keeps all its past keys/values (a plain dynamic
+    layer), so cropping it back restores the prefix exactly. Sliding-window and chunked layers
+    drop old states: they must never be cropped (transformers refuses or corrupts them)."""
+    layers = getattr(cache, "layers", None)
+    if not layers:
+        return False
+    from transformers.cache_utils import DynamicLayer
+
+    return all(type(layer) is DynamicLayer for layer in layers)
+
+
+def fresh_cache(cache):
+    """A copy of ``cache`` that a forward may extend without touching the original."""
+    return copy.deepcopy(cache)
+
+
+__all__ = [
+    "cache_is_croppable",
+    "check_id_tensor",
+    "check_token_ids",
+    "context_length",
+    "forward",
+    "fresh_cache",
+    "model_device",
+    "pad_batch",
+    "pad_id",
+    "position_ids_from_mask",
+    "prepare",
+    "tokenize",
+    "vocab_size",
+]
