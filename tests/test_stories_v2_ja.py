@@ -179,7 +179,7 @@ def test_v2_does_not_reuse_v1_text(v1, v2):
     assert not reused, f"v1 sentences reused: {reused[:5]}"
 
 
-def test_v2_named_characters_differ_from_v1(v1, v2):
+def test_v2_openings_differ_from_v1(v1, v2):
     # The same (label, topic) cell tells a different story: the v1 opening is not reused.
     first = {(r["label"], r["topic"]): r["text"][:20] for r in v1}
     same = [r["id"] for r in v2 if r["text"][:20] == first[(r["label"], r["topic"])]]
