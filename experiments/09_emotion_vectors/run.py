@@ -29,9 +29,10 @@ from llmct.runs import (
     activation_dir_for,
     experiment_main,
     experiment_parser,
-    out_dir_for,
     pyplot,
     run_main,
+    story_out_dir,
+    story_sets,
 )
 from llmct.stats import permutation_pvalue
 from llmct.vectors import (
@@ -236,9 +237,11 @@ def main(argv=None) -> int:
     lang = args.language
     library_names = (f"emotion_vectors_{lang}.safetensors",
                      f"emotion_vectors_{lang}_centred.safetensors")
-    out = Outputs(out_dir_for(EXP_DIR, args), args.overwrite)
+    sets = story_sets(args)
+    out = Outputs(story_out_dir(EXP_DIR, args), args.overwrite)
     out.claim([*CSVS, *library_names, *(f"{f}.{e}" for f in FIGURES for e in ("png", "svg"))])
-    stories, neutral = story_stimuli(lang, emotions=args.emotions, limit=args.limit)
+    stories, neutral = story_stimuli(
+        lang, emotions=args.emotions, limit=args.limit, stories_set=sets[0], neutral_set=sets[1])
     cache: list = []
 
     def load():
@@ -333,7 +336,7 @@ def main(argv=None) -> int:
             "default_layer": default_layer(ext.n_layers), "neutral_variance": args.variance,
             "n_neutral": len(neutral),
             "n_neutral_components": [int(x) for x in ev.n_components],
-            "stimuli": f"stimuli/stories_{lang}.jsonl + neutral_dialogues_{lang}.jsonl",
+            "stimuli": f"sets {sets[0]} + {sets[1]} ({lang})",
             "experiment": "09_emotion_vectors"}
     baseline = {"baseline": ev.means.mean(axis=0)}  # [L, d]: the mean over emotions
     save_vector_library(out.path(library_names[0]), ev.projected, labels,

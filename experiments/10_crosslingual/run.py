@@ -29,9 +29,10 @@ from llmct.runs import (
     activation_dir_for,
     experiment_main,
     experiment_parser,
-    out_dir_for,
     pyplot,
     run_main,
+    story_out_dir,
+    story_sets,
 )
 from llmct.vectors import (
     MEAN_FROM,
@@ -164,7 +165,8 @@ def plot_rsa_detail(mats: dict, nulls: dict, results: dict, labels, title: str):
 @experiment_main
 def main(argv=None) -> int:
     args = parse(argv)
-    out = Outputs(out_dir_for(EXP_DIR, args), args.overwrite)
+    sets = story_sets(args)
+    out = Outputs(story_out_dir(EXP_DIR, args), args.overwrite)
     out.claim([*CSVS, *(f"{f}.{e}" for f in FIGURES for e in ("png", "svg"))])
     cache: list = []
 
@@ -177,7 +179,8 @@ def main(argv=None) -> int:
     la, lb = args.languages
     vecs = {}
     for lang in (la, lb):
-        stories, neutral = story_stimuli(lang, emotions=args.emotions, limit=args.limit)
+        stories, neutral = story_stimuli(lang, emotions=args.emotions, limit=args.limit,
+                                         stories_set=sets[0], neutral_set=sets[1])
         vecs[lang], ext, _ = story_vectors(folder, stories, neutral, load=load,
                                            mean_from=args.mean_from, variance=args.variance,
                                            batch_size=args.batch_size, model_name=args.model,

@@ -116,6 +116,29 @@ def out_dir_for(exp_dir: Path, args) -> Path:
     return Path(args.out) if args.out else Path(exp_dir) / "outputs" / model_slug(args.model)
 
 
+V1_STORY_SETS = ("stories", "neutral_dialogues")
+
+
+def story_sets(args) -> tuple[str, str]:
+    """``(stories set, neutral set)`` named by ``--sets`` in the story experiments (09, 10): v1
+    ``stories neutral_dialogues`` (default) or v2 ``stories_v2 neutral_stories``.
+
+    Raises :class:`LLMCTError` unless exactly two sets are named."""
+    if len(args.sets) != 2:
+        raise LLMCTError(f"--sets takes two names, the stories and the neutral texts (e.g. "
+                         f"'stories_v2 neutral_stories'); got {args.sets}")
+    return args.sets[0], args.sets[1]
+
+
+def story_out_dir(exp_dir: Path, args) -> Path:
+    """Results folder of a story experiment: v1 sets in ``outputs/<model-slug>/``, any other
+    pair in ``outputs/<model-slug>/<stories set>/`` (``--out`` wins), so v1 and v2 sit side by
+    side."""
+    base = out_dir_for(exp_dir, args)
+    sets = story_sets(args)
+    return base if args.out or sets == V1_STORY_SETS else base / sets[0]
+
+
 def activation_dir_for(exp_dir: Path, args, prompt: str | None = None) -> Path:
     """The store of ``prompt`` under ``--activations ROOT``, by default under 01_extract's
     ``outputs/<model-slug>/activations/`` (shared by all experiments; see

@@ -232,18 +232,22 @@ def emotion_vectors(acts: np.ndarray, labels: Sequence[str], neutral: np.ndarray
 
 
 def story_stimuli(language: str, *, emotions: Sequence[str] | None = None,
-                  limit: int | None = None) -> tuple[list, list]:
-    """``(stories, neutral dialogues)`` of one language from the shipped sets; ``emotions``
-    keeps only those labels (in the given order's set), ``limit`` at most that many stories per
-    emotion and that many neutral dialogues (quick runs)."""
+                  limit: int | None = None, stories_set: str = "stories",
+                  neutral_set: str = "neutral_dialogues") -> tuple[list, list]:
+    """``(stories, neutral texts)`` of one language from the shipped sets ``stories_set`` and
+    ``neutral_set`` (v1: ``stories`` + ``neutral_dialogues``; v2: ``stories_v2`` +
+    ``neutral_stories``, stories that never name their emotion and neutral texts of the same
+    narrative genre); ``emotions`` keeps only those labels, ``limit`` at most that many stories
+    per emotion and that many neutral texts (quick runs).
+
+    Raises ``ValueError`` when either set has no text in ``language``."""
+    from .extract import limit_stimuli
     from .stimuli import load_set
 
-    from .extract import limit_stimuli
-
-    stories = load_set("stories", language)
-    neutral = load_set("neutral_dialogues", language)
+    stories = load_set(stories_set, language)
+    neutral = load_set(neutral_set, language)
     if not stories or not neutral:
-        raise ValueError(f"no stories or neutral dialogues for language {language!r}")
+        raise ValueError(f"no {stories_set} or {neutral_set} texts for language {language!r}")
     if emotions:
         unknown = sorted(set(emotions) - {s.label for s in stories})
         if unknown:
