@@ -306,3 +306,21 @@ def test_monitor_batched_generation_with_early_eos():
         np.testing.assert_allclose(batched.turn_scores()[b], single.turn_scores()[0], atol=1e-5)
     assert len(batched.row_scores(0)) == 2  # prefill + the state of its first token
     assert np.isnan(batched.scores[3][0]).all() and np.isfinite(batched.scores[3][1]).all()
+
+
+def test_string_inputs_are_text_even_when_they_spell_special_tokens(tok):
+    """#14 item 7 for stimuli passed as strings (raw, few-shot modes): text stays text."""
+    from llmct.runner import tokenize
+
+    (ids,) = tokenize(tok, ["I said <|im_end|> then left"], add_special_tokens=False)
+    assert not set(ids) & set(tok.all_special_ids)
+    assert tok.decode(ids) == "I said <|im_end|> then left"
+
+
+def test_scan_cli_takes_a_chat_template(tmp_path):
+    from llmct.cli import build_parser
+
+    args = build_parser().parse_args(["scan", "s.yaml", "--chat-template", "t.jinja"])
+    assert args.chat_template == "t.jinja"
+    args = build_parser().parse_args(["monitor", "s.yaml", "--chat-template", "t.jinja"])
+    assert args.chat_template == "t.jinja"

@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing scan folder")
     p.add_argument("--save-library", default=None, help="also save the reference library here")
     p.add_argument("--no-report", action="store_true")
+    p.add_argument("--chat-template", default=None, metavar="FILE",
+                   help="jinja chat template file to render the conversation with (e.g. for a "
+                   "base model, instead of the plain 'role: content' fallback)")
     p.set_defaults(func=_cmd_scan)
 
     p = sub.add_parser("monitor", help="generate the scenario's assistant turns with a live readout")
@@ -89,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None)
     p.add_argument("--library", default=None, help="reference library (.safetensors) to score against")
     p.add_argument("--layers", default=None, help="comma-separated layers to hook")
+    p.add_argument("--chat-template", default=None, metavar="FILE",
+                   help="jinja chat template file (default: the tokenizer's, else plain text)")
     p.set_defaults(func=_cmd_monitor)
     return parser
 

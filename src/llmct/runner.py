@@ -38,7 +38,12 @@ def context_length(model) -> int | None:
 
 
 def tokenize(tokenizer, inputs: Sequence, add_special_tokens: bool = True) -> list[list[int]]:
-    """Strings are tokenised one by one (no padding); token-id lists pass through."""
+    """Strings are tokenised one by one (no padding); token-id lists pass through.
+
+    A string is text: a special-token spelling inside it (``<|im_end|>``) is tokenised as plain
+    text, never as the special token (``split_special_tokens``); the tokenizer's own BOS/EOS are
+    still added when ``add_special_tokens``. To feed special tokens, pass token ids (e.g. from
+    :func:`llmct.render_chat`)."""
     if isinstance(inputs, str):
         raise CaptureError("inputs must be a list of strings or token-id lists, not one string")
     ids: list[list[int]] = []
@@ -46,7 +51,8 @@ def tokenize(tokenizer, inputs: Sequence, add_special_tokens: bool = True) -> li
         if isinstance(item, str):
             if tokenizer is None:
                 raise CaptureError("string inputs need a tokenizer")
-            toks = tokenizer(item, add_special_tokens=add_special_tokens)["input_ids"]
+            toks = tokenizer(item, add_special_tokens=add_special_tokens,
+                             split_special_tokens=True)["input_ids"]
         else:
             toks = [int(t) for t in item]
         if not toks:

@@ -161,6 +161,10 @@ def run_monitor_cli(args, out=sys.stdout) -> int:
     scenario = load_scenario(args.scenario)
     model, tok = load_model(args.model or scenario.model.id, dtype=scenario.model.dtype,
                             device=scenario.model.device)
+    if getattr(args, "chat_template", None):
+        from ..chat import use_chat_template
+
+        use_chat_template(tok, args.chat_template)
     if args.library:
         library = ReferenceLibrary.load(args.library)
     else:

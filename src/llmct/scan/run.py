@@ -99,7 +99,7 @@ def check_context(model, tokenizer, scenario: Scenario) -> None:
 def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Path | None = None,
              overwrite: bool = False, save_library_to: str | Path | bool | None = None,
              report: bool = True, model_and_tokenizer=None, force_per_prefix: bool = False,
-             explicit_out: bool | None = None) -> Path:
+             explicit_out: bool | None = None, chat_template: str | Path | None = None) -> Path:
     """Scan ``scenario`` and write its folder; returns the folder actually written.
 
     ``save_library_to``: a path for the monitor's reference library, or True for
@@ -139,6 +139,10 @@ def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Pa
                                               device=scenario.model.device)
             except ModelLoadError as exc:
                 raise ScenarioError(f"model ({scenario.line_of('model')}): {exc}") from exc
+    if chat_template is not None:  # --chat-template FILE: validated, then used for every render
+        from ..chat import use_chat_template
+
+        use_chat_template(tokenizer, chat_template)
     from ..arch import get_adapter
 
     n_layers = get_adapter(model).n_layers(model)
@@ -224,6 +228,7 @@ def _write_scan(out_dir: Path, final_dir: Path, *, timer, m, messages, labels, s
         "scenario": scenario.model_dump(), "model": name, "model_fingerprint": fingerprint,
         "n_layers": n_layers, "d_model": int(snap_arr.shape[-1]), "sources": sources,
         "layers": layers, "position": position, "mode": snaps.mode, "notes": notes,
+        "chat_template": snaps.template,
         "messages": [{"index": i, "role": msg["role"], "content": msg["content"],
                       "emotion": msg["emotion"], "generated": msg["generated"],
                       "n_tokens": snaps.n_tokens[i]} for i, msg in enumerate(messages)],
@@ -318,7 +323,8 @@ def _save_library(path, m, ref_arr, centre, labels, sources, layers, roles, prov
 def run_scan_cli(args) -> int:
     scenario = load_scenario(args.scenario)
     out = run_scan(scenario, model_name=args.model, out=args.out, overwrite=args.overwrite,
-                   save_library_to=args.save_library, report=not args.no_report)
+                   save_library_to=args.save_library, report=not args.no_report,
+                   chat_template=getattr(args, "chat_template", None))
     print(f"scan written to {out}")
     for f in json.loads((out / "findings.json").read_text()):
         print(f"  [{f['verdict']:>14}] {f['title']}: {f['value']} ({f['ci_low']}, {f['ci_high']}) {f['unit']}")

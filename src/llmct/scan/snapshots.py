@@ -23,6 +23,7 @@ class Snapshots:
     spans: list[MessageSpan]
     tokens_processed: int
     n_tokens: list[int]  # tokens of each message
+    template: str = ""  # which chat template rendered it (see llmct.chat.ChatRendering.template)
 
 
 def readout(span: MessageSpan, position: str):
@@ -47,25 +48,28 @@ def conversation_snapshots(model, tokenizer, messages: list[dict], *, sources, l
         spec = [[readout(s, position) for s in full.spans]]
         cap = capture(model, tokenizer, [full.input_ids], sources=sources, layers=layers,
                       position=spec)
-        return Snapshots(cap, "single_pass", full.spans, len(full.input_ids), n_tokens)
+        return Snapshots(cap, "single_pass", full.spans, len(full.input_ids), n_tokens,
+                         full.template)
     renders = [render_chat(tokenizer, messages[: k + 1]) for k in range(len(messages))]
     spec = [[readout(r.spans[-1], position)] for r in renders]
     cap = capture(model, tokenizer, [r.input_ids for r in renders], sources=sources,
                   layers=layers, position=spec, batch_size=batch_size)
     processed = int(sum(len(r.input_ids) for r in renders))
-    return Snapshots(cap, "per_prefix", [r.spans[-1] for r in renders], processed, n_tokens)
+    return Snapshots(cap, "per_prefix", [r.spans[-1] for r in renders], processed, n_tokens,
+                     full.template)
 
 
 def single_message_states(model, tokenizer, texts: list[str], system_prompt: str | None, *,
-                          sources, layers, position: str, batch_size: int = 8
-                          ) -> tuple[np.ndarray, int]:
-    """States of standalone user messages (references, baseline) rendered like the conversation:
-    the same template and the same system prompt, read at the same position rule.
+                          sources, layers, position: str, batch_size: int = 8,
+                          role: str = "user") -> tuple[np.ndarray, int]:
+    """States of standalone messages (references, baseline) rendered like the conversation:
+    the same template and the same system prompt, read at the same position rule, each text as
+    one ``role`` message (``"user"``, or ``"assistant"`` for the role control of the scan).
 
     Returns ``[len(sources), len(texts), n_layers, d]`` and the number of tokens processed.
     """
     prefix = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    renders = [render_chat(tokenizer, [*prefix, {"role": "user", "content": t}]) for t in texts]
+    renders = [render_chat(tokenizer, [*prefix, {"role": role, "content": t}]) for t in texts]
     spec = [[readout(r.spans[-1], position)] for r in renders]
     cap = capture(model, tokenizer, [r.input_ids for r in renders], sources=sources,
                   layers=layers, position=spec, batch_size=batch_size)
