@@ -324,3 +324,35 @@ def test_scan_cli_takes_a_chat_template(tmp_path):
     assert args.chat_template == "t.jinja"
     args = build_parser().parse_args(["monitor", "s.yaml", "--chat-template", "t.jinja"])
     assert args.chat_template == "t.jinja"
+
+
+@pytest.mark.parametrize("kind", ["mistral_sw", "gemma3", "gemma2", "llama"])
+def test_shared_prefix_preferences_with_sliding_window(kind):
+    """Issue #13 item 2 for the other cache reuse: preferences' shared-prefix batches (a padding
+    hole after the prefix) must equal independent forwards on sliding-window models too."""
+    model = tiny_model(kind)
+    g = torch.Generator().manual_seed(0)
+    base = [5, 6, 7, 8, 9, 10, 11]
+    seqs = [base + [20 + i] + torch.randint(3, VOCAB, (int(torch.randint(1, 6, (1,), generator=g)),),
+                                            generator=g).tolist() for i in range(3) for _ in range(3)]
+    got = last_token_logits(model, seqs, [s[7] for s in seqs], batch_size=4, min_group=2)
+    with torch.no_grad():
+        ref = torch.stack([model(torch.tensor([s])).logits[0, -1] for s in seqs])
+    assert (got - ref).abs().max() <= 1e-4
+
+
+def test_site_aliases_are_the_canonical_sites():
+    """Sites declared once in the adapters: resid_pre = hidden_in, resid_post = hidden_out, for
+    capture and interventions alike."""
+    model = tiny_model("olmo2")
+    ids = [[5, 9, 17, 33]]
+    a = llmct.capture(model, None, ids, sources=["resid_pre", "resid_post"], layers=[1])
+    b = llmct.capture(model, None, ids, sources=["hidden_in", "hidden_out"], layers=[1])
+    assert sorted(a.acts) == ["hidden_in", "hidden_out"]
+    np.testing.assert_array_equal(a["hidden_out"], b["hidden_out"])
+    vec = torch.ones(64)
+    with patch(model, "resid_post", 1, vec):
+        c = llmct.capture(model, None, ids, sources=["hidden_in"], layers=[2])
+    np.testing.assert_allclose(c["hidden_in"][0, 0], vec.numpy(), atol=1e-6)
+    with pytest.raises(CaptureError, match="resid_mid"):
+        llmct.capture(model, None, ids, sources=["resid_mid"])

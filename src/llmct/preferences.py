@@ -26,7 +26,14 @@ from tqdm.auto import tqdm
 
 from .chat import render_chat
 from .errors import LLMCTError
-from .runner import check_token_ids, fresh_cache, model_device, pad_batch, vocab_size
+from .runner import (
+    check_token_ids,
+    fresh_cache,
+    model_device,
+    pad_batch,
+    sliding_window,
+    vocab_size,
+)
 from .runner import forward as run_forward
 from .stats import bootstrap_indices, percentile_ci
 
@@ -83,6 +90,15 @@ def _extend(model, cache, ids: Sequence[int], past_len: int):
     return out.past_key_values
 
 
+def _independent(model, batch: list[list[int]], pad_id: int) -> torch.Tensor:
+    """Last-token logits of whole left-padded sequences, no shared cache (used where a
+    sliding window makes a padding hole after a shared prefix inexact)."""
+    device = model_device(model)
+    ids, mask = pad_batch(batch, pad_id, "left")
+    res = run_forward(model, ids.to(device), mask.to(device), logits_to_keep=1)
+    return res.logits[:, -1].float().cpu()
+
+
 def _plan_batches(groups: list, batch_size: int, min_group: int) -> list[list[int]]:
     """Row batches: a group of ``>= min_group`` rows gets batches of its own (they share a long
     prefix); smaller groups are packed together (fewer, fuller forwards)."""
@@ -110,6 +126,9 @@ def last_token_logits(model, seqs: Sequence[Sequence[int]], groups: Sequence | N
     ``min_group`` members form their own batches, which extend that cache by their common prefix
     (e.g. the same option A), repeat it across the batch and run the left-padded remainders;
     smaller groups are packed into mixed batches. Equal to independent forwards up to float error.
+    With sliding-window layers (Mistral, Gemma 2/3) a batch longer than the window is run as
+    whole left-padded sequences instead: a padding hole after a shared prefix would shift the
+    window. Raises LLMCTError for empty input, CaptureError for ids outside the vocabulary.
     """
     seqs = [list(s) for s in seqs]
     if not seqs or min(len(s) for s in seqs) < 1:
@@ -121,12 +140,16 @@ def last_token_logits(model, seqs: Sequence[Sequence[int]], groups: Sequence | N
     device = model_device(model)
     batches = _plan_batches(groups, batch_size, min_group)
     out = torch.empty((len(seqs), model.get_output_embeddings().weight.shape[0]))
+    window = sliding_window(model)
     with torch.inference_mode():
         shared = _prefix_len(seqs)
         root = _extend(model, None, seqs[0][:shared], 0) if shared else None
         for rows in tqdm(batches, desc="preferences", disable=not progress, unit="batch"):
             batch = [seqs[i] for i in rows]
             common = max(_prefix_len(batch), shared) if len(batch) > 1 else shared
+            if window and max(len(s) for s in batch) > window - 1:
+                out[rows] = _independent(model, batch, pad_id)
+                continue
             cache = fresh_cache(root)  # forwards append to a cache in place
             if common > shared:
                 cache = _extend(model, cache, batch[0][shared:common], shared)

@@ -156,6 +156,25 @@ def cache_is_croppable(cache) -> bool:
     return all(type(layer) is DynamicLayer for layer in layers)
 
 
+def sliding_window(model) -> int | None:
+    """The smallest attention window of any sliding-window layer of ``model`` (None if every
+    layer attends to the whole context). With such layers a padding *hole* between a cached
+    prefix and new tokens shifts key distances, so prefix sharing is exact only while the
+    padded sequence fits in the window."""
+    cfg = getattr(model, "config", None)
+    window = getattr(cfg, "sliding_window", None)
+    types = getattr(cfg, "layer_types", None)
+    if types is not None:
+        sliding = any(t != "full_attention" for t in types)
+    else:
+        sliding = window is not None and getattr(cfg, "use_sliding_window", True) is not False
+    if not sliding:
+        return None
+    chunk = getattr(cfg, "attention_chunk_size", None)
+    sizes = [int(v) for v in (window, chunk) if v]
+    return min(sizes) if sizes else 1
+
+
 def fresh_cache(cache):
     """A copy of ``cache`` that a forward may extend without touching the original."""
     return copy.deepcopy(cache)
@@ -171,6 +190,7 @@ __all__ = [
     "model_device",
     "pad_batch",
     "pad_id",
+    "sliding_window",
     "position_ids_from_mask",
     "prepare",
     "tokenize",
