@@ -302,12 +302,12 @@ def plan_suite(labels, sets, *, transfers: Sequence[tuple[str, str]] | None = No
         ValueError: a transfer names a set that is not present.
     """
     labels, sets = np.asarray(labels, dtype=object), np.asarray(sets, dtype=object)
-    names = list(dict.fromkeys(sets.tolist()))
+    names = [str(x) for x in dict.fromkeys(sets.tolist())]
     left_out: list[dict] = []
     usable: dict[str, list[str]] = {}
     for name in names:
-        counts = dict(zip(*np.unique(labels[sets == name].astype(str), return_counts=True),
-                          strict=True))
+        values, n_per = np.unique(labels[sets == name].astype(str), return_counts=True)
+        counts = {str(v): int(n) for v, n in zip(values, n_per, strict=True)}
         keep = []
         for label, n in counts.items():
             if label in exclude_labels:
