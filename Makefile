@@ -5,7 +5,7 @@ MODEL ?= default
 SCENARIO ?= stimuli/scenarios/rollercoaster.yaml
 RUN := $(UV) run
 
-.PHONY: setup test test-fast scan layers monitor bench lint clean-cache help
+.PHONY: setup test test-fast browser scan layers monitor bench lint clean-cache help
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -14,8 +14,25 @@ setup:  ## install uv if missing, then the locked environment (uv sync)
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen
 
+CHROMIUM_BIN = command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1
+BROWSER_MISSING = echo; echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
+	echo "!! THE BROWSER TEST DID NOT RUN: headless chromium is not installed, so the"; \
+	echo "!! HTML report was not checked in a browser. Enable it with 'sudo make browser'"; \
+	echo "!! (Debian/Ubuntu) or install chromium yourself, then run 'make test' again."; \
+	echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+
 test: setup  ## the whole test suite (unit + embedded-model integration + browser)
-	$(RUN) pytest
+	@if ! { $(CHROMIUM_BIN); } && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory browser || true; fi
+	@status=0; $(RUN) pytest || status=$$?; \
+	if ! { $(CHROMIUM_BIN); }; then $(BROWSER_MISSING); fi; exit $$status
+
+browser:  ## install Debian's chromium for the report's browser test (as root, with apt)
+	@if { $(CHROMIUM_BIN); }; then echo "chromium already installed: $$(command -v chromium || command -v chromium-browser)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+	  && echo "installed $$(command -v chromium)"; \
+	else echo "make browser: needs root and apt-get (Debian/Ubuntu): run 'sudo make browser', or install chromium yourself" >&2; exit 1; fi
 
 test-fast: setup  ## unit tests only (tiny models, no embedded model)
 	$(RUN) pytest -m "not integration and not browser"
