@@ -31,10 +31,12 @@ from llmct.prompts import build_inputs
 from llmct.runs import (
     OKABE_ITO,
     Outputs,
+    experiment_main,
     experiment_parser,
     get_activations,
     out_dir_for,
     pyplot,
+    run_main,
     start_run,
 )
 from llmct.stats import two_way_bootstrap_mean
@@ -222,6 +224,7 @@ def plot(summary: pd.DataFrame, layers: list[int], title: str):
     return fig
 
 
+@experiment_main
 def main(argv=None) -> int:
     parser = add_causal_args(experiment_parser(__doc__.splitlines()[0], sets=("set_a", "set_b")))
     parser.add_argument("--exemplars", type=int, default=2,
@@ -325,4 +328,4 @@ def write_summaries(out, pairs: pd.DataFrame, args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, __file__))
