@@ -198,7 +198,8 @@ def _layout(tokenizer, messages: list[dict], add_generation_prompt: bool,
     for k, s in enumerate(sentinels):
         if marked.count(s) != 1:
             raise CaptureError(f"message {k}: the chat template renders its content "
-                               f"{marked.count(s)} times; per-message spans need it once")
+                               f"{marked.count(s)} times (it must appear once, verbatim or "
+                               "trimmed); per-message spans cannot be located")
         where.append(marked.index(s))
     if where != sorted(where):
         raise CaptureError("the chat template reorders the messages; spans cannot be located")
