@@ -37,18 +37,16 @@ def _field(description: str, label: str) -> str | None:
 
 
 def _assistant_emotions(sc) -> dict[int, str]:
-    """Assistant-expressed emotions: declared in the description as ``[i]=label`` (the schema
-    accepts ``emotion`` on user turns only); tags on assistant turns count too if it ever
-    accepts them, and must then agree with the declaration."""
+    """Assistant-expressed emotions: declared in the description as ``[i]=label`` and tagged
+    (``emotion``) on those assistant turns; the two must agree exactly."""
     pattern = r"Assistant-expressed emotion[^:]*:\s*((?:\[\d+\]=[a-z]+(?:,\s*)?)+)"
     m = re.search(pattern, sc.description or "")
     pairs = [] if m is None else re.findall(r"\[(\d+)\]=([a-z]+)", m.group(1))
     declared = {int(i): lab for i, lab in pairs}
     tagged = {i: msg.emotion for i, msg in enumerate(sc.messages)
               if msg.role == "assistant" and msg.emotion}
-    for i, lab in tagged.items():
-        assert declared.get(i, lab) == lab, f"messages[{i}]: tag {lab!r} disagrees with description"
-    return {**declared, **tagged}
+    assert tagged == declared, f"{sc.name}: assistant tags {tagged} != description {declared}"
+    return tagged
 
 
 def _words(text: str) -> list[str]:

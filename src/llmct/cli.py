@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("scan", help="scan a YAML scenario and write metrics + an HTML report")
-    p.add_argument("scenario", help="scenario YAML (see docs/scenarios.md)")
+    p.add_argument("scenario", nargs="+", help="scenario YAML (see docs/scenarios.md); a folder "
+                   "or several files scan a population of conversations, pooled with the "
+                   "conversation as the unit")
     p.add_argument("--model", default=None, help="override the scenario's model")
     p.add_argument("--out", default=None, help="output folder (default: the scenario's output.dir)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing scan folder")

@@ -98,8 +98,9 @@ def check_context(model, tokenizer, scenario: Scenario) -> None:
 
 def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Path | None = None,
              overwrite: bool = False, save_library_to: str | Path | bool | None = None,
-             report: bool = True, model_and_tokenizer=None, force_per_prefix: bool = False,
-             explicit_out: bool | None = None, chat_template: str | Path | None = None) -> Path:
+             report: bool | str = True, model_and_tokenizer=None, force_per_prefix: bool = False,
+             explicit_out: bool | None = None, reference_cache: dict | None = None,
+             chat_template: str | Path | None = None) -> Path:
     """Scan ``scenario`` and write its folder; returns the folder actually written.
 
     ``save_library_to``: a path for the monitor's reference library, or True for
@@ -107,7 +108,9 @@ def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Pa
     default: ``out is not None``) must not exist unless ``overwrite``; the default folder gets a
     timestamped sibling instead. Everything that can be checked (output folder, library path,
     layers, context length) is checked before the model generates anything, and the folder is
-    written atomically: an error leaves no half-written folder.
+    written atomically: an error leaves no half-written folder. ``reference_cache`` (a dict the
+    caller keeps between scans of one model) reuses the states of references and baseline
+    messages already computed with the same system prompt, sources, layers and position.
 
     Raises:
         StoreError: the output folder or library file exists (see above).
@@ -167,21 +170,35 @@ def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Pa
                                        position=position, force_per_prefix=force_per_prefix)
     labels = list(scenario.references)
     system = scenario.system_prompt
+    cache = {} if reference_cache is None else reference_cache
+
+    def states(texts, role="user"):
+        key = (role, tuple(texts), system, tuple(sources), tuple(layers), position)
+        if key not in cache:
+            cache[key] = single_message_states(model, tokenizer, list(texts), system,
+                                               sources=sources, layers=layers,
+                                               position=position, role=role)
+        return cache[key]
+
     with timer("references"):
-        refs, ref_tokens = single_message_states(model, tokenizer, [r.text for r in scenario.references.values()],
-                                     system, sources=sources, layers=layers, position=position)
+        refs, ref_tokens = states([r.text for r in scenario.references.values()])
+        # the role control: the same references (and baseline) rendered as assistant messages
+        refs_a, ref_tokens_a = states([r.text for r in scenario.references.values()], "assistant")
         notes = [f"snapshots computed in {'one causal pass' if snaps.mode == 'single_pass' else 'one pass per message prefix (the chat template lacks the prefix property)'}",
                  f"read-out position: {position}; references rendered with the conversation's "
-                 f"system prompt ({'yes' if system else 'none'}) and template"]
+                 f"system prompt ({'yes' if system else 'none'}) and template",
+                 "role control: references and baseline also rendered as assistant messages "
+                 "(the user-assistant gap must survive both renderings)"]
         if scenario.baseline:
-            base, base_tokens = single_message_states(model, tokenizer, scenario.baseline, system,
-                                                      sources=sources, layers=layers,
-                                                      position=position)
+            base, base_tokens = states(scenario.baseline)
+            base_a, base_tokens_a = states(scenario.baseline, "assistant")
             centre = base.mean(1)  # [src, L, D]
+            centre_a = base_a.mean(1)
             notes.append(f"centred cosine uses the mean of {len(scenario.baseline)} neutral baseline messages")
         else:
-            base, base_tokens = None, 0
+            base, base_tokens, base_tokens_a = None, 0, 0
             centre = refs.mean(1)
+            centre_a = refs_a.mean(1)
             notes.append("no baseline messages: centred cosine uses the mean of the references")
 
     snap_arr = np.stack([snaps.capture[s] for s in sources], axis=1)  # [S, src, L, D]
@@ -190,7 +207,9 @@ def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Pa
         m = all_metrics(snap_arr, ref_arr, centre[None])
         roles = [msg["role"] for msg in messages]
         tags = [msg["emotion"] for msg in messages]
-        findings = all_findings(m, sources, labels, roles, tags)
+        m_assistant = all_metrics(snap_arr, refs_a.transpose(1, 0, 2, 3), centre_a[None])
+        findings = all_findings(m, sources, labels, roles, tags, position=position,
+                                m_assistant=m_assistant)
     with timer("logit_lens"):
         lens = _logit_lens_rows(model, tokenizer, snaps.capture, layers, sources)
 
@@ -199,7 +218,8 @@ def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Pa
                     sources=sources, layers=layers, findings=findings, lens=lens, model=model,
                     scenario=scenario, name=name, position=position, snaps=snaps,
                     snap_arr=snap_arr, ref_arr=ref_arr, centre=centre, base=base, notes=notes,
-                    n_layers=n_layers, tokens=snaps.tokens_processed + ref_tokens + base_tokens,
+                    n_layers=n_layers, tokens=snaps.tokens_processed + ref_tokens + base_tokens
+                    + ref_tokens_a + base_tokens_a,
                     roles=roles, save_library_to=save_library_to, library_path=library_path,
                     overwrite=overwrite, report=report, left_out=left_out)
     return out_dir
@@ -249,7 +269,7 @@ def _write_scan(out_dir: Path, final_dir: Path, *, timer, m, messages, labels, s
     if report:
         from .report import write_report
 
-        write_report(out_dir)
+        write_report(out_dir, figures=report != "html")  # "html": the page without figures
 
 
 def _logit_lens_rows(model, tokenizer, cap, layers, sources, k: int = 5) -> list[dict]:
@@ -321,13 +341,23 @@ def _save_library(path, m, ref_arr, centre, labels, sources, layers, roles, prov
 
 
 def run_scan_cli(args) -> int:
+    """``llmct scan``: one scenario file -> one scan; a folder or several files -> a population
+    (:func:`llmct.scan.population.run_population`)."""
+    paths = args.scenario if isinstance(args.scenario, list | tuple) else [args.scenario]
+    if len(paths) > 1 or Path(paths[0]).is_dir():
+        from .population import run_population_cli
+
+        args.scenario = list(paths)
+        return run_population_cli(args)
+    args.scenario = paths[0]
     scenario = load_scenario(args.scenario)
     out = run_scan(scenario, model_name=args.model, out=args.out, overwrite=args.overwrite,
                    save_library_to=args.save_library, report=not args.no_report,
                    chat_template=getattr(args, "chat_template", None))
     print(f"scan written to {out}")
     for f in json.loads((out / "findings.json").read_text()):
-        print(f"  [{f['verdict']:>14}] {f['title']}: {f['value']} ({f['ci_low']}, {f['ci_high']}) {f['unit']}")
+        print(f"  [{f['verdict']:>38}] {f['title']}: {f['value']} ({f['ci_low']}, {f['ci_high']}) "
+              f"{f['unit']}; over {f.get('ci_unit', 'turns')}")
     if (out / "report.html").exists():
         print(f"report: {out / 'report.html'}")
     return 0

@@ -45,7 +45,7 @@ class ModelSpec(_Strict):
 class Message(_Strict):
     role: Literal["system", "user", "assistant"]
     content: str | None = None  # None/absent on an assistant turn: generated
-    emotion: str | None = None  # intended emotion of a user turn
+    emotion: str | None = None  # intended emotion of a user turn, or expressed by an assistant turn
 
     @field_validator("content")
     @classmethod
@@ -58,8 +58,11 @@ class Message(_Strict):
     def _check(self):
         if self.content is None and self.role != "assistant":
             raise ValueError(f"a {self.role} message needs content (only assistant turns are generated)")
-        if self.emotion is not None and self.role != "user":
-            raise ValueError("emotion tags belong on user turns")
+        if self.emotion is not None and self.role == "system":
+            raise ValueError("emotion tags belong on user or assistant turns, not the system prompt")
+        if self.emotion is not None and self.role == "assistant" and self.content is None:
+            raise ValueError("an emotion tag on an assistant turn needs its content written out "
+                             "(a generated reply's emotion is not known in advance)")
         return self
 
 
@@ -131,7 +134,7 @@ class Scenario(_Strict):
         return self
 
     def unmatched_tags(self) -> list[dict]:
-        """User turns whose ``emotion`` tag is not a reference label (so they are not scored):
+        """User or assistant turns whose ``emotion`` tag is not a reference label (so they are not scored):
         ``{"message", "emotion", "line", "reason"}`` each, with a close label suggested."""
         import difflib
 
