@@ -356,3 +356,26 @@ def test_site_aliases_are_the_canonical_sites():
     np.testing.assert_allclose(c["hidden_in"][0, 0], vec.numpy(), atol=1e-6)
     with pytest.raises(CaptureError, match="resid_mid"):
         llmct.capture(model, None, ids, sources=["resid_mid"])
+
+
+def test_hook_registry_orders_editors_before_readers():
+    """The registry itself: readers see every edit of their site whatever the entry order;
+    editors compose in entry order; a reader that returns a value is an error; all removed."""
+    from llmct.hooks import Hooks
+
+    lin = torch.nn.Linear(2, 2)
+    seen = []
+    with Hooks() as outer:
+        outer.forward(lin, lambda m, a, o: seen.append(o.clone()))
+        with Hooks() as inner:
+            inner.forward(lin, lambda m, a, o: o * 0 + 1, edits=True)
+            inner.forward(lin, lambda m, a, o: o * 3, edits=True)
+            out = lin(torch.zeros(1, 2))
+        assert torch.equal(out, torch.full((1, 2), 3.0)) and torch.equal(seen[-1], out)
+        lin(torch.zeros(1, 2))  # editors gone: the reader sees the plain output again
+        assert torch.equal(seen[-1], lin.bias.detach().reshape(1, 2))
+        with Hooks() as bad:
+            bad.forward(lin, lambda m, a, o: o)
+            with pytest.raises(RuntimeError, match="edits=True"):
+                lin(torch.zeros(1, 2))
+    assert count_hooks(lin) == 0

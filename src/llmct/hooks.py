@@ -72,7 +72,9 @@ class _Dispatch:
             if new is not None:
                 output, changed = new, True
         for fn in list(self.readers.values()):
-            fn(module, args, output)
+            if fn(module, args, output) is not None:
+                raise RuntimeError("a reading hook returned a value; register hooks that change "
+                                   "the output with edits=True (llmct.hooks.Hooks)")
         return output if changed else None
 
     def _run_pre(self, module, args, kwargs):
@@ -82,7 +84,9 @@ class _Dispatch:
             if new is not None:
                 (args, kwargs), changed = new, True
         for fn in list(self.readers.values()):
-            fn(module, args, kwargs)
+            if fn(module, args, kwargs) is not None:
+                raise RuntimeError("a reading pre-hook returned a value; register hooks that "
+                                   "change the input with edits=True (llmct.hooks.Hooks)")
         return (args, kwargs) if changed else None
 
     def empty(self) -> bool:
