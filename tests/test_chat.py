@@ -103,3 +103,12 @@ def test_use_chat_template_records_the_file(tok, tmp_path):
                      "{% endif %}{% endfor %}", encoding="utf-8")
     with pytest.raises(CaptureError, match="drops.jinja.*system, assistant"):
         use_chat_template(t, drops)
+
+
+def test_plain_replies_end_where_the_model_starts_a_turn():
+    from llmct.chat import end_plain_turn
+
+    assert end_plain_turn("Sure, happy to help.\n\nuser: thanks\nassistant: ok") == \
+        "Sure, happy to help."
+    assert end_plain_turn("My user: account is fine") == "My user: account is fine"
+    assert end_plain_turn("  fine \n") == "fine"

@@ -157,6 +157,14 @@ def _check_plain_turns(messages: list[dict]) -> None:
             )
 
 
+def end_plain_turn(reply: str) -> str:
+    """A reply generated in the plain fallback format, cut where the model starts a new turn
+    (a line ``user:`` / ``assistant:`` / ``system:``): a base model has no end-of-turn token and
+    often writes the next turns itself; kept, they would forge turns in the conversation."""
+    hit = _TURN_LINE.search(reply)
+    return (reply[: hit.start()] if hit else reply).strip()
+
+
 def _raw_render(tokenizer, messages: list[dict], add_generation_prompt: bool,
                 chat_template: str | None) -> str:
     template = chat_template if chat_template is not None else getattr(

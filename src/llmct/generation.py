@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from .capture import model_device
-from .chat import render_chat
+from .chat import FALLBACK_TEMPLATE, end_plain_turn, render_chat
+from .runner import model_device
 
 
 def generate_reply(model, tokenizer, messages: list[dict], *, max_new_tokens: int = 64,
                    do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
                    seed: int = 0, streamer=None) -> str:
-    """The model's next assistant message for ``messages`` (special tokens stripped)."""
+    """The model's next assistant message for ``messages`` (special tokens stripped; with the
+    plain fallback format, cut where the model starts writing a next turn itself)."""
     rendered = render_chat(tokenizer, messages, add_generation_prompt=True)
     ids = torch.tensor([rendered.input_ids], device=model_device(model))
     torch.manual_seed(seed)
@@ -24,4 +25,6 @@ def generate_reply(model, tokenizer, messages: list[dict], *, max_new_tokens: in
     with torch.inference_mode():
         out = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
     text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+    if rendered.template == FALLBACK_TEMPLATE:  # a base model: the reply ends where it starts a turn
+        text = end_plain_turn(text)
     return text or "(empty)"
