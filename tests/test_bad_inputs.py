@@ -633,3 +633,15 @@ def test_truncated_reference_library(tmp_path):
         ReferenceLibrary.load(bad)
     with pytest.raises(StoreError, match="is a folder"):
         ReferenceLibrary.load(tmp_path)
+
+
+def test_booleans_are_not_layer_indices_in_the_api():
+    from llmct.errors import UsageError
+    from llmct.extract import check_layer_values
+
+    check_layer_values("all")
+    check_layer_values([0, -1, np.int64(3)])
+    with pytest.raises(UsageError, match=r"layer indices must be integers \(or 'all'\), got \[True, False\]"):
+        check_layer_values([True, False])
+    with pytest.raises(UsageError, match="got \\['3'\\]"):
+        check_layer_values([1, "3"])

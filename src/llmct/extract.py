@@ -186,6 +186,20 @@ def check_store(out_dir: str | Path, expected: dict | None) -> None:
                 check_identity(chunk, manifest, first)
 
 
+def check_layer_values(layers) -> None:
+    """Refuse layer selections that are not ``"all"`` or integers (``True`` is not layer 1).
+
+    Raises:
+        UsageError: naming the offending values.
+    """
+    if isinstance(layers, str):
+        return
+    values = [layers] if isinstance(layers, int | np.integer) else list(layers)
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int | np.integer)]
+    if bad:
+        raise UsageError(f"layer indices must be integers (or 'all'), got {bad}")
+
+
 def position_rule(prompt: str) -> str:
     """The manifest's ``position`` for a prompt mode (as :func:`extract` records it)."""
     if prompt == "chat":
@@ -245,6 +259,7 @@ def extract(
         raise UsageError(f"--chunk-size must be >= 1, got {chunk_size}")
     if batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+    check_layer_values(layers)
 
     adapter = get_adapter(model)
     n_layers = adapter.n_layers(model)
@@ -560,6 +575,7 @@ __all__ = [
     "activation_folder",
     "add_extract_args",
     "apply_thread_args",
+    "check_layer_values",
     "check_store",
     "ensure_extraction",
     "expected_identity",
