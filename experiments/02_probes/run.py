@@ -59,8 +59,10 @@ def main(argv=None) -> int:
                             "of max", ylim=(0.3, 1.02), hline=0.5, markers=markers)
     out.figure(fig, "probe_auroc_by_layer")
     cols = ["train_set", "test_set", "source", "max_auroc", "argmax_layer", "first_within_layer",
-            "first_within_depth", "layer0_auroc", "shuffled_mean", "text_tfidf_auroc"]
-    print(summary[cols].round(3).to_string(index=False))
+            "first_within_depth", "layer0_auroc", "shuffled_mean", "text_tfidf_auroc",
+            "text_word_tfidf_auroc", "text_char_tfidf_auroc", "text_stylometric_auroc",
+            "probe_minus_best_text"]
+    print(summary[[c for c in cols if c in summary]].round(3).to_string(index=False))
     return 0
 
 

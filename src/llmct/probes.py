@@ -364,6 +364,7 @@ def probe_suite(
     min_per_class: int = N_SPLITS,
     C: float = 1.0,
     plan: ProbePlan | None = None,
+    groups=None,
 ) -> pd.DataFrame:
     """Within-set CV probes for every set, and transfer for each ``(train, test)`` pair, each with
     its shuffled-label control and its text-only TF-IDF baseline on the same folds.
@@ -375,6 +376,13 @@ def probe_suite(
     left out (the paper's 8-class problem excludes Set A's neutral items); ``transfers`` None
     means every ordered pair of sets present. What is left out and why: :func:`plan_suite`
     (pass its ``plan`` to reuse it). Transfer pairs naming an absent set are skipped.
+
+    ``groups`` (parallel to ``labels``; e.g. Set D's ``frame_id``): within-set folds are grouped
+    so that no group is in both training and test (sklearn ``StratifiedGroupKFold``); None or an
+    all-None group column keeps the paper's ungrouped ``StratifiedKFold``. Within each set the
+    text-only baselines of :mod:`llmct.text_baselines` (``text_word_tfidf``, ``text_char_tfidf``,
+    ``text_stylometric``) are scored on the probe's own folds, as per-fold mean AUROC like the
+    probe, so that "the probe beats every text-only baseline" compares like with like.
     """
     labels, sets = np.asarray(labels), np.asarray(sets)
     texts = np.asarray(list(texts), dtype=object)
@@ -395,10 +403,12 @@ def probe_suite(
         df["n_train"], df["n_test"], df["n_classes"] = n_train, n_test, k
         frames.append(df)
 
+    group_of = None if groups is None else np.asarray(list(groups), dtype=object)
     for name in plan.within:
         idx = rows_of(name)
         y = labels[idx]
-        folds = make_folds(y)
+        g = None if group_of is None or all(v is None for v in group_of[idx]) else group_of[idx]
+        folds = make_folds(y, g)
         sub = {s: a[idx] for s, a in acts.items()}
         n_test = len(idx) // len(folds)
         k = len(np.unique(y))
@@ -408,6 +418,8 @@ def probe_suite(
                         control="shuffled", C=C), name, name, len(idx) - n_test, n_test, k)
         text = text_cv_auroc(texts[idx], y, folds, C=C)
         tag(pd.DataFrame([_text_row(float(text.mean()), float(text.std()), len(folds))]),
+            name, name, len(idx) - n_test, n_test, k)
+        tag(pd.DataFrame(text_baseline_rows(texts[idx], y, folds, g, C=C)),
             name, name, len(idx) - n_test, n_test, k)
 
     for train, test, shared in plan.transfers:
@@ -426,9 +438,27 @@ def probe_suite(
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _text_row(value: float, std: float, n_folds: int) -> dict:
+def _text_row(value: float, std: float, n_folds: int, control: str = "text_tfidf") -> dict:
     return {"source": "text", "layer": -1, "depth": np.nan, "auroc": value, "auroc_std": std,
-            "n_folds": n_folds, "control": "text_tfidf"}
+            "n_folds": n_folds, "control": control}
+
+
+TEXT_BASELINES = ("word_tfidf", "char_tfidf", "stylometric")
+
+
+def text_baseline_rows(texts, y, folds: Folds, groups=None, *, C: float = 1.0) -> list[dict]:
+    """One row per :data:`TEXT_BASELINES` baseline scored on ``folds`` (per-fold mean AUROC and
+    its std, as :func:`cv_auroc` scores the probe); ``control`` = ``text_<baseline>``."""
+    from .text_baselines import grouped_cv_auroc
+
+    g = np.arange(len(y)) if groups is None else np.asarray(groups)
+    rows = []
+    for name in TEXT_BASELINES:
+        score = grouped_cv_auroc(texts, y, g, name, folds=folds, C=C)
+        finite = score.fold_aurocs[np.isfinite(score.fold_aurocs)]
+        rows.append(_text_row(score.fold_mean, float(finite.std()) if finite.size else np.nan,
+                              score.n_folds, control=f"text_{name}"))
+    return rows
 
 
 def summarise(results: pd.DataFrame, n_layers: int, tol: float = PEAK_TOL) -> pd.DataFrame:
@@ -442,14 +472,20 @@ def summarise(results: pd.DataFrame, n_layers: int, tol: float = PEAK_TOL) -> pd
         same = (results.train_set == row.train_set) & (results.test_set == row.test_set)
         mine = same & (results.source == row.source)
         shuf = results[mine & (results.control == "shuffled")].auroc
-        text = results[same & (results.control == "text_tfidf")].auroc
         curve = results[mine & (results.control == "none")]
         layer0 = curve[curve.layer == curve.layer.min()].auroc
+        texts = {c: results[same & (results.control == c)].auroc
+                 for c in ("text_tfidf", *(f"text_{b}" for b in TEXT_BASELINES))}
+        text_cols = {f"{c}_auroc": float(t.iloc[0]) if len(t) else np.nan
+                     for c, t in texts.items()}
+        best_text = np.nanmax(list(text_cols.values())) if any(
+            np.isfinite(v) for v in text_cols.values()) else np.nan
         out.append({**row.to_dict(),
                     "layer0_auroc": float(layer0.iloc[0]),
                     "shuffled_mean": float(shuf.mean()) if len(shuf) else np.nan,
                     "shuffled_max": float(shuf.max()) if len(shuf) else np.nan,
-                    "text_tfidf_auroc": float(text.iloc[0]) if len(text) else np.nan})
+                    **text_cols,
+                    "probe_minus_best_text": row.max_auroc - best_text})
     return pd.DataFrame(out)
 
 
