@@ -162,7 +162,13 @@ def main(argv=None) -> int:
     parser.add_argument("--n-perm", type=int, default=20000)
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--emotional-set", default="set_b")
+    parser.add_argument("--control-set", default="set_b_control",
+                        help="matched controls (pair_id); v2: set_b_control_v2")
     args = parser.parse_args(argv)
+    missing = [n for n in (args.emotional_set, args.control_set) if n not in args.sets]
+    if missing and not args.stimuli:
+        raise LLMCTError(f"--sets must include {missing} (the emotional and the control set)")
     if args.shard:
         raise LLMCTError("07 extracts attention in one process; --shard does not apply")
     if args.prompt not in PROMPTS:
@@ -208,11 +214,12 @@ def main(argv=None) -> int:
     by_head = pd.DataFrame(rows)
 
     index = {s.id: k for k, s in enumerate(stimuli)}
-    emo = {s.pair_id: index[s.id] for s in stimuli if s.set == "set_b" and s.pair_id}
-    ctl = {s.pair_id: index[s.id] for s in stimuli if s.set == "set_b_control" and s.pair_id}
+    emo = {s.pair_id: index[s.id] for s in stimuli if s.set == args.emotional_set and s.pair_id}
+    ctl = {s.pair_id: index[s.id] for s in stimuli if s.set == args.control_set and s.pair_id}
     pairs = sorted(set(emo) & set(ctl))
     if len(pairs) < 2:
-        raise LLMCTError("need >= 2 Set B vignettes with their matched controls (pair_id)")
+        raise LLMCTError(f"need >= 2 items of {args.emotional_set} with their matched controls "
+                         f"in {args.control_set} (pair_id)")
     e_idx, c_idx = [emo[p] for p in pairs], [ctl[p] for p in pairs]
     test_rows, head_rows = [], []
     for measure, arr in (("mass", masses), ("per_token", per_tok)):
@@ -245,7 +252,8 @@ def main(argv=None) -> int:
     out.csv("attention_heads_differing.csv", heads.assign(**meta))
     out.csv("attention_token_types.csv", pd.DataFrame(count_rows))
     out.figure(plot(by_head, tests, n_layers, n_heads,
-                    f"{args.model}: attention from the read-out token; Set B vs matched controls "
+                    f"{args.model}: attention from the read-out token; {args.emotional_set} vs "
+                    f"{args.control_set} "
                     f"({len(pairs)} pairs, sign-flip, {args.n_perm} permutations)"),
                "attention_readout")
     counts = pd.DataFrame(count_rows).groupby("set")[[f"n_{t}" for t in TYPES]].mean()
