@@ -29,7 +29,16 @@ from llmct.errors import LLMCTError
 from llmct.extract import load_model_from_args
 from llmct.generation import generate_reply
 from llmct.preferences import ask_preferences, rating_table, ratings, sample_pairs
-from llmct.runs import OKABE_ITO, PALETTE, Outputs, experiment_main, out_dir_for, pyplot, run_main
+from llmct.runs import (
+    OKABE_ITO,
+    PALETTE,
+    OneLineParser,
+    Outputs,
+    experiment_main,
+    out_dir_for,
+    pyplot,
+    run_main,
+)
 from llmct.steering import mean_residual_norm, random_direction, steer
 from llmct.vectors import default_layer, load_vector_library
 from stimuli.loader import load_set
@@ -47,7 +56,7 @@ def default_library(model: str) -> Path:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="default",
                    help="'default' (embedded SmolLM2-135M-Instruct), a HF id or a local path")
     p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: auto)")

@@ -10,7 +10,6 @@ missing experiment (or file, or column) gives NaN columns and a note in ``notes`
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llmct.runs import Outputs, experiment_main, run_main
+from llmct.runs import OneLineParser, Outputs, experiment_main, run_main
 from llmct.vectors import default_layer
 
 EXP_DIR = Path(__file__).resolve().parent
@@ -539,7 +538,7 @@ def markdown(table: pd.DataFrame) -> str:
 
 @experiment_main
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineParser(description=__doc__.splitlines()[0])
     ap.add_argument("--experiments", type=Path, default=EXPERIMENTS,
                     help="folder holding NN_name/outputs/<slug>/ (default: experiments/)")
     ap.add_argument("--models", nargs="*", default=None, metavar="SLUG",
