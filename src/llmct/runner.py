@@ -37,6 +37,16 @@ def context_length(model) -> int | None:
     return None
 
 
+def _encode_text(tokenizer, text: str, add_special_tokens: bool) -> list[int]:
+    """Ids of ``text`` as text: Hugging Face tokenizers split special-token spellings."""
+    from transformers import PreTrainedTokenizerBase
+
+    if isinstance(tokenizer, PreTrainedTokenizerBase):
+        return tokenizer(text, add_special_tokens=add_special_tokens,
+                         split_special_tokens=True)["input_ids"]
+    return tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
+
+
 def tokenize(tokenizer, inputs: Sequence, add_special_tokens: bool = True) -> list[list[int]]:
     """Strings are tokenised one by one (no padding); token-id lists pass through.
 
@@ -51,8 +61,7 @@ def tokenize(tokenizer, inputs: Sequence, add_special_tokens: bool = True) -> li
         if isinstance(item, str):
             if tokenizer is None:
                 raise CaptureError("string inputs need a tokenizer")
-            toks = tokenizer(item, add_special_tokens=add_special_tokens,
-                             split_special_tokens=True)["input_ids"]
+            toks = _encode_text(tokenizer, item, add_special_tokens)
         else:
             toks = [int(t) for t in item]
         if not toks:
