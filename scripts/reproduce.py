@@ -23,6 +23,19 @@ EXPERIMENTS = ROOT / "experiments"
 SUMMARY = "12_summary"
 # Extra arguments per experiment (none needed today: every run.py defaults to the paper's setup).
 EXTRA: dict[str, list[str]] = {}
+# The v2 stimuli (issue: stimuli that isolate emotion) run beside v1, each into its own folder
+# under outputs/<model-slug>/: (sub-folder, extra arguments). Set D's 4 confirmation frames have
+# too few items per label for a probe of their own; their lexical ceiling is in validation/.
+V2: dict[str, tuple[str, list[str]]] = {
+    "02_probes": ("v2", ["--sets", "set_d"]),
+    "03_binary": ("v2", ["--sets", "set_b", "set_b_control_v2", "set_c", "set_a",
+                         "--control-set", "set_b_control_v2"]),
+    "04_zeroshot": ("v2", ["--sets", "set_d"]),
+    "07_attention": ("v2", ["--sets", "set_b", "set_b_control_v2",
+                            "--control-set", "set_b_control_v2"]),
+    "09_emotion_vectors": ("stories_v2", ["--sets", "stories_v2", "neutral_stories"]),
+    "10_crosslingual": ("stories_v2", ["--sets", "stories_v2", "neutral_stories"]),
+}
 
 
 def experiments(only: list[str] | None = None) -> list[str]:
@@ -33,16 +46,33 @@ def experiments(only: list[str] | None = None) -> list[str]:
 
 
 def has_results(folder: Path) -> bool:
-    """True when ``folder`` holds result files (an activations/ sub-folder alone does not count)."""
-    return folder.is_dir() and any(p.name != "activations" for p in folder.iterdir())
+    """True when ``folder`` holds result files (sub-folders, e.g. activations/ or the v2 results,
+    do not count)."""
+    return folder.is_dir() and any(p.is_file() for p in folder.iterdir())
 
 
-def command(name: str, model: str, force: bool) -> list[str]:
+def command(name: str, model: str, force: bool, extra: list[str] | None = None) -> list[str]:
     cmd = [sys.executable, str(EXPERIMENTS / name / "run.py")]
     if name == SUMMARY:
         return [*cmd, "--overwrite"]
-    cmd += ["--model", model, *EXTRA.get(name, [])]
+    cmd += ["--model", model, *EXTRA.get(name, []), *(extra or [])]
     return [*cmd, "--overwrite"] if force else cmd
+
+
+def jobs(names: list[str], slug: str, model: str, force: bool, stimuli: str
+         ) -> list[tuple[str, Path, list[str]]]:
+    """``(label, results folder, command)`` of every run: v1 (the paper's stimuli) and/or v2."""
+    out = []
+    for name in names:
+        folder = EXPERIMENTS / name / "outputs" / slug
+        if stimuli in ("v1", "all") or name == SUMMARY:
+            out.append((name, folder, command(name, model, force)))
+        if stimuli in ("v2", "all") and name in V2:
+            sub, extra = V2[name]
+            target = folder / sub
+            out.append((f"{name}[{sub}]", target,
+                        command(name, model, force, [*extra, "--out", str(target)])))
+    return out
 
 
 def run_logged(cmd: list[str], log: Path) -> int:
@@ -68,6 +98,8 @@ def main(argv=None) -> int:
     ap.add_argument("--keep-going", action="store_true",
                     help="run the remaining experiments after a failure")
     ap.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    ap.add_argument("--stimuli", choices=("v1", "v2", "all"), default="all",
+                    help="v1: the paper's stimulus sets; v2: Set D, controls v2, stories v2")
     args = ap.parse_args(argv)
 
     sys.path.insert(0, str(ROOT / "src"))
@@ -80,15 +112,14 @@ def main(argv=None) -> int:
     rows, t_all = [], time.perf_counter()
     print(f"reproduce: {len(names)} experiments on {args.model} (outputs/<{slug}>); logs in "
           f"{logs.relative_to(ROOT)}")
-    for k, name in enumerate(names, 1):
-        head = f"[{k}/{len(names)}] {name}"
-        out = EXPERIMENTS / name / "outputs" / slug
+    plan = jobs(names, slug, args.model, args.force, args.stimuli)
+    for k, (name, out, cmd) in enumerate(plan, 1):
+        head = f"[{k}/{len(plan)}] {name}"
         if name != SUMMARY and not args.force and has_results(out):
             print(f"{head}: already has results in {out.relative_to(ROOT)}; skipped "
                   "(--force / FORCE=1 re-runs it)", flush=True)
             rows.append((name, "skipped", 0.0))
             continue
-        cmd = command(name, args.model, args.force)
         if args.dry_run:
             print(f"{head}: would run {' '.join(cmd)}")
             rows.append((name, "planned", 0.0))
