@@ -1,0 +1,225 @@
+"""Lexical ceiling of Set B against its matched controls (v2 and, for comparison, v1), issue #15
+item 3.
+
+Question: can a classifier that sees only the surface of a text tell a Set B vignette from its
+matched neutral control? If it can, experiments 03 and 07 (Set B vs controls) may measure register
+or vocabulary rather than emotion.
+
+Protocol (fixed before the controls were revised against it):
+
+* baselines: :mod:`llmct.text_baselines` ``word_tfidf`` (word 1-2-gram TF-IDF + LR),
+  ``char_tfidf`` (char_wb 3-5-gram TF-IDF + LR), ``stylometric`` (counts + LR), all with C = 1;
+* folds: 5-fold ``StratifiedGroupKFold`` by ``pair_id``, seed 0 (a vignette and its control are
+  always in the same test fold, so a classifier never sees the pair it is scored on), AUROC of
+  "is Set B" on the pooled out-of-fold probabilities;
+* target: AUROC <= 0.75 for every baseline on Set B vs controls v2.
+
+Robustness rows (reported, not the criterion; ``--robust``): C = 0.1 and C = 10, fold seeds 1
+and 2, and leave-one-pair-out. The old controls (``set_b_controls.jsonl``, clinical case notes)
+are scored on exactly the same folds. (Leave-one-pair-out was the first choice of headline; it
+costs ~100 s per char-TF-IDF run on this machine, and on the first draft it agreed with the
+5-fold value within 0.01, so the 5-fold value was made the headline before any revision.)
+
+CLI: ``python validation/controls_v2_ceiling.py [--out DIR]`` writes ``controls_v2_ceiling.csv``
+and ``controls_v2_ceiling.md`` (with the top-weighted features: the words that leak, if any, and
+the surface statistics of each set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from llmct.text_baselines import (  # noqa: E402
+    BASELINES,
+    STYLOMETRIC_FEATURES,
+    grouped_cv_auroc,
+    grouped_folds,
+    stylometric_features,
+    top_features,
+)
+from stimuli.loader import load_set  # noqa: E402
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "outputs"
+THRESHOLD = 0.75
+C_PREREG = 1.0
+ROBUST_C = (0.1, 10.0)
+SEED = 0
+N_SPLITS = 5
+ROBUST_SEEDS = (1, 2)
+#: control set name (stimuli.loader) -> short name in the outputs
+CONTROLS = {"set_b_control_v2": "controls_v2", "set_b_control": "controls_v1"}
+
+COLUMNS = ["controls", "baseline", "C", "folds", "auroc", "fold_mean", "threshold", "passes",
+           "preregistered", "n_items", "n_pairs"]
+
+#: What leaked while the controls were written and how they were revised (kept in the report).
+REVISION_NOTES = """\
+- First draft (96 controls, each a sentence-by-sentence parallel of its vignette with the event
+  and its meaning changed): word TF-IDF 0.991, char TF-IDF 0.984, stylometric 0.751.
+  Words leaking toward Set B were body parts and expressive verbs (eyes, voice, mouth, face,
+  head, laugh, stopped, refuses), negation and intensity (without, not, away, hard, again,
+  twice, as if) and direct address ("you"); toward the controls, words of routine and
+  administration (same, new, next, last, week, check, reads, asks whether, on the). Stylometric:
+  Set B had more commas and exclamation marks and longer words.
+"""
+
+
+def load_pairs(controls: str) -> pd.DataFrame:
+    """Set B and one control set as a frame (``id, text, set, pair_id, y``; ``y`` = 1 for Set B).
+
+    Only pairs present in both sets are kept. Raises ``ValueError`` if a pair_id repeats within
+    a set.
+    """
+    rows = []
+    for name in ("set_b", controls):
+        items = load_set(name)
+        pids = [s.pair_id for s in items]
+        if len(set(pids)) != len(pids):
+            raise ValueError(f"{name}: a pair_id occurs more than once")
+        rows += [{"id": s.id, "text": s.text, "set": name, "pair_id": s.pair_id,
+                  "y": int(name == "set_b")} for s in items]
+    df = pd.DataFrame(rows)
+    both = df.groupby("pair_id")["set"].nunique() == 2
+    return df[df.pair_id.isin(both[both].index)].reset_index(drop=True)
+
+
+def ceiling(controls_sets: tuple[str, ...] = tuple(CONTROLS), *,
+            robustness: bool = False) -> pd.DataFrame:
+    """Every baseline on Set B vs each control set, on folds grouped by ``pair_id``.
+
+    One row per (controls, baseline, C, folds); columns :data:`COLUMNS`. The pre-registered rows
+    (``preregistered=True``) are C = 1 on 5-fold grouped folds with seed 0; ``passes`` is
+    ``auroc <= 0.75``. With ``robustness``, also C = 0.1 and 10, fold seeds 1 and 2, and
+    leave-one-pair-out (slow: minutes). All control sets are scored on the same folds (the folds
+    depend only on the pair ids and labels, which are the same for every control set).
+    """
+    rows = []
+    for name in controls_sets:
+        df = load_pairs(name)
+        texts, y, g = df.text.tolist(), df.y.to_numpy(), df.pair_id.to_numpy()
+        runs = [(f"group{N_SPLITS}fold_seed{SEED}", grouped_folds(y, g, n_splits=N_SPLITS,
+                                                                   seed=SEED), C_PREREG)]
+        if robustness:
+            runs += [(runs[0][0], runs[0][1], C) for C in ROBUST_C]
+            runs += [(f"group{N_SPLITS}fold_seed{s}", grouped_folds(y, g, n_splits=N_SPLITS,
+                                                                     seed=s), C_PREREG)
+                     for s in ROBUST_SEEDS]
+            runs += [("leave_one_pair_out", grouped_folds(y, g), C_PREREG)]
+        for baseline in BASELINES:
+            for folds_name, folds, C in runs:
+                score = grouped_cv_auroc(texts, y, g, baseline, C=C, folds=folds)
+                rows.append({
+                    "controls": CONTROLS.get(name, name), "baseline": baseline, "C": C,
+                    "folds": folds_name, "auroc": round(score.auroc, 4),
+                    "fold_mean": round(score.fold_mean, 4), "threshold": THRESHOLD,
+                    "passes": bool(score.auroc <= THRESHOLD),
+                    "preregistered": bool(C == C_PREREG and folds_name == runs[0][0]),
+                    "n_items": len(df), "n_pairs": int(len(np.unique(g)))})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def surface_table(controls_sets: tuple[str, ...] = tuple(CONTROLS)) -> pd.DataFrame:
+    """Mean stylometric features of Set B and of each control set (rows: feature)."""
+    cols = {}
+    for i, name in enumerate(controls_sets):
+        df = load_pairs(name)
+        feats = pd.DataFrame(stylometric_features(df.text.tolist()), columns=STYLOMETRIC_FEATURES)
+        if i == 0:
+            cols["set_b"] = feats[df.y.to_numpy() == 1].mean()
+        cols[CONTROLS.get(name, name)] = feats[df.y.to_numpy() == 0].mean()
+    return pd.DataFrame(cols).round(2)
+
+
+def leaked_features(controls: str = "set_b_control_v2", k: int = 20) -> pd.DataFrame:
+    """Top-``k`` word and character features toward each side (fitted on all pairs)."""
+    df = load_pairs(controls)
+    labels = np.where(df.y.to_numpy() == 1, "set_b", CONTROLS.get(controls, controls))
+    frames = []
+    for baseline in ("word_tfidf", "char_tfidf"):
+        tf = top_features(df.text.tolist(), labels, baseline, k=k)
+        tf.insert(0, "baseline", baseline)
+        frames.append(tf)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def report(results: pd.DataFrame, surface: pd.DataFrame, leaks: pd.DataFrame) -> str:
+    """The markdown report: headline, robustness, leaked features, surface statistics, notes."""
+    pre = results[results.preregistered]
+    head = pre.pivot(index="baseline", columns="controls", values="auroc").reindex(BASELINES)
+    robust = (results.groupby(["controls", "baseline"]).auroc.agg(["min", "max"])
+              .reset_index().rename(columns={"min": "auroc_min", "max": "auroc_max"}))
+    verdict = pre[pre.controls == "controls_v2"]
+    ok = bool(verdict.passes.all()) if len(verdict) else False
+    leak_lines = []
+    for (baseline, label), grp in leaks.groupby(["baseline", "label"], sort=False):
+        leak_lines.append(f"- **{baseline} -> {label}**: "
+                          + ", ".join(f"`{f}`" for f in grp.feature))
+    return "\n".join([
+        "# Set B vs matched controls: text-only lexical ceiling (issue #15, item 3)",
+        "",
+        "Generated by `validation/controls_v2_ceiling.py`. AUROC of \"is Set B\" from text alone,"
+        f" {N_SPLITS}-fold CV grouped by pair_id, seed {SEED} (a vignette and its control are"
+        " always in the same test fold), pooled out-of-fold probabilities, C = 1. Target for"
+        " controls v2: every baseline <= "
+        f"{THRESHOLD}.",
+        "",
+        _md_table(head.reset_index()),
+        "",
+        f"**Controls v2 {'meet' if ok else 'do NOT meet'} the target** "
+        f"(max {verdict.auroc.max():.3f}).",
+        "",
+        "## Robustness (range over C in {0.1, 1, 10}, fold seeds 0-2, leave-one-pair-out;"
+        " only when run with --robust)",
+        "",
+        _md_table(robust),
+        "",
+        "## Features that separate Set B from controls v2 (fitted on all pairs; diagnostic)",
+        "",
+        *leak_lines,
+        "",
+        "## Surface statistics (means per item)",
+        "",
+        _md_table(surface.reset_index(names="feature")),
+        "",
+        "## Revision notes",
+        "",
+        REVISION_NOTES,
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point: compute, print and write the CSV and markdown report."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--robust", action="store_true",
+                    help="also C = 0.1/10, fold seeds 1-2 and leave-one-pair-out (minutes)")
+    args = ap.parse_args(argv)
+    results = ceiling(robustness=args.robust)
+    surface = surface_table()
+    leaks = leaked_features()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results.to_csv(args.out / "controls_v2_ceiling.csv", index=False)
+    text = report(results, surface, leaks)
+    (args.out / "controls_v2_ceiling.md").write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
