@@ -115,3 +115,40 @@ def test_stats_helpers():
                                           np.repeat([0, 1], 10), n_perm=200)
     assert obs == 1.0 and p < 0.01 and len(null) == 200
     assert stats.permutation_pvalue(0.0, np.ones(9)) == 1.0
+
+
+def test_plan_transfers_every_ordered_pair_and_says_what_is_left_out():
+    labels = ["joy"] * 5 + ["fear"] * 5 + ["anger"] * 2 + ["joy"] * 5 + ["fear"] * 5 + [
+        "neutral"] * 5 + ["joy"] * 6
+    sets = ["a"] * 12 + ["b"] * 15 + ["c"] * 6
+    plan = probes.plan_suite(labels, sets)
+    assert plan.within == {"a": ["fear", "joy"], "b": ["fear", "joy"]}
+    assert [(tr, te) for tr, te, _ in plan.transfers] == [("a", "b"), ("b", "a")]
+    reasons = {(d.get("set"), d.get("train_set"), d.get("test_set"), d["label"]): d["reason"]
+               for d in plan.left_out}
+    assert reasons[("a", None, None, "anger")].startswith("only 2 item(s)")
+    assert reasons[("b", None, None, "neutral")] == "excluded (--exclude-labels)"
+    assert "no within-set probe: 1 usable label(s)" in reasons[("c", None, None, None)]
+    assert "no transfer: 1 shared" in reasons[(None, "a", "c", None)]
+    assert not probes.plan_suite(["joy"] * 9, ["x"] * 9).transfers
+    assert probes.plan_suite(["joy"] * 9, ["x"] * 9).empty
+    with pytest.raises(ValueError, match="set\\(s\\) 'z' not in the stimuli"):
+        probes.plan_suite(labels, sets, transfers=[("a", "z")])
+
+
+def test_default_transfers_match_the_explicit_shipped_pairs():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["joy", "fear", "anger"], 6).tolist() * 2
+    sets = ["set_a"] * 18 + ["set_b"] * 18
+    cls = np.tile(np.repeat(np.arange(3), 6), 2)  # class index of each item, both sets
+    acts = {"hidden_out": rng.normal(size=(36, 2, 8)) + cls[:, None, None]}
+    texts = [f"text {i}" for i in range(36)]
+    grid = {"layers": [0, 1], "n_layers": 2}
+    explicit = probes.probe_suite(acts, labels, sets, texts, transfers=[("set_a", "set_b"),
+                                                                       ("set_b", "set_a")], **grid)
+    default = probes.probe_suite(acts, labels, sets, texts, transfers=None, **grid)
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(explicit, default)
+    assert {("set_a", "set_b"), ("set_b", "set_a")} <= set(zip(default.train_set, default.test_set,
+                                                               strict=True))
