@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from .errors import LLMCTError
+from .errors import RUN_NAME, LLMCTError, OneLineParser, one_line
 
 
 def _cmd_layers(args) -> int:
@@ -62,7 +63,7 @@ def _cmd_monitor(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmct", description="A CT scan of an LLM's hidden states.")
+    parser = OneLineParser(prog="llmct", description="A CT scan of an LLM's hidden states.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("layers", help="print where a model keeps its blocks, attention, MLP, norms")
@@ -80,8 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "or several files scan a population of conversations, pooled with the "
                    "conversation as the unit")
     p.add_argument("--model", default=None, help="override the scenario's model")
-    p.add_argument("--out", default=None, help="output folder (default: the scenario's output.dir)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing scan folder")
+    p.add_argument("--out", default=None, help="output folder; refused if it exists unless "
+                   "--overwrite (default: the scenario's output.dir, or a timestamped sibling "
+                   "of it if that exists)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing scan folder (and --save-library file)")
     p.add_argument("--save-library", default=None, help="also save the reference library here")
     p.add_argument("--no-report", action="store_true")
     p.add_argument("--chat-template", default=None, metavar="FILE",
@@ -101,12 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the ``llmct`` command. llmct's own errors, file-system and encoding errors print one
+    line ``llmct: error: PROBLEM`` and return 2 (``LLMCT_TRACEBACK=1`` shows the traceback)."""
+    token = RUN_NAME.set("llmct")
     try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
-    except LLMCTError as exc:
-        print(f"llmct: error: {exc}", file=sys.stderr)
+    except (LLMCTError, OSError, UnicodeError) as exc:
+        if os.environ.get("LLMCT_TRACEBACK"):
+            raise
+        print(f"llmct: error: {one_line(exc)}", file=sys.stderr)
         return 2
+    finally:
+        RUN_NAME.reset(token)
 
 
 if __name__ == "__main__":  # pragma: no cover
