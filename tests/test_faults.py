@@ -71,8 +71,9 @@ def test_family_with_unexpected_norms_is_refused():
 
 @pytest.mark.parametrize("kind", ["olmo2", "gemma2", "gemma3", "llama"])
 def test_attn_out_interventions_edit_what_is_added(kind):
-    """Mean ablation and patching of attn_out replace exactly what attention adds to the
-    residual: hidden_out - hidden_in - mlp_out equals the substituted vector."""
+    """Mean ablation, patching and noise ablation of attn_out replace exactly what attention adds
+    to the residual: hidden_out - hidden_in - mlp_out equals the substituted vector (noise: has
+    the norm of the clean contribution)."""
     model = tiny_model(kind)
     ids = [[5, 9, 17, 33, 2, 8]]
     vec = torch.randn(64, generator=torch.Generator().manual_seed(3)) * 3
@@ -85,6 +86,13 @@ def test_attn_out_interventions_edit_what_is_added(kind):
         cap = llmct.capture(model, None, ids, layers=[1])
     added = cap["hidden_out"][0, 0] - cap["hidden_in"][0, 0] - cap["mlp_out"][0, 0]
     np.testing.assert_allclose(added, vec.numpy(), atol=1e-4)
+    clean = llmct.capture(model, None, ids, layers=[1], position=[list(range(6))])["attn_out"][:, 0]
+    with ablate(model, "attn_out", 1, "noise", positions="all", seed=5):
+        cap = llmct.capture(model, None, ids, layers=[1], position=[list(range(6))])
+    added = cap["hidden_out"][:, 0] - cap["hidden_in"][:, 0] - cap["mlp_out"][:, 0]
+    np.testing.assert_allclose(np.linalg.norm(added, axis=-1), np.linalg.norm(clean, axis=-1),
+                               rtol=1e-4)  # noise of the same norm as what attention added
+    assert np.abs(added - clean).max() > 1e-2
 
 
 # -- 2. sliding-window / hybrid KV caches are never rolled back -----------------------------------
