@@ -297,6 +297,24 @@ def test_output_paths(tmp_path, capsys, no_model_load):
     assert (done / "probe_results.csv").read_text() == "earlier results\n"
 
 
+def test_activation_root_that_is_a_file(tmp_path, capsys, no_model_load):
+    mine = jsonl(tmp_path / "mine.jsonl", rows("m"))
+    (tmp_path / "acts").write_text("not a folder")
+    rc, err, _ = run_exp("02_probes", ["--stimuli", mine, "--activations", tmp_path / "acts",
+                                       "--out", tmp_path / "o"], capsys)
+    assert_one_line(rc, err, "02_probes", r"--activations: .*acts is a file, not a folder")
+
+
+def test_windows_line_endings_are_fine(tmp_path):
+    from llmct.stimuli import load_jsonl
+
+    path = tmp_path / "crlf.jsonl"
+    path.write_bytes(b'{"id": "u1", "text": "a", "label": "joy"}\r\n\r\n'
+                     b'{"id": "u2", "text": "b", "label": "fear"}\r\n')
+    assert [(s.id, s.text, s.set) for s in load_jsonl(path)] == [("u1", "a", "crlf"),
+                                                                 ("u2", "b", "crlf")]
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write into a read-only folder")
 def test_unwritable_output_folder(tmp_path, capsys, no_model_load):
     mine = jsonl(tmp_path / "mine.jsonl", rows("m"))
@@ -496,6 +514,13 @@ YAML_CASES = {
     "empty file": ("", r"s\.yaml: the scenario is empty"),
     "boolean max_new_tokens": (SCENARIO.replace("max_new_tokens: 4", "max_new_tokens: true"),
                                r"generation\.max_new_tokens: Input should be a valid integer"),
+    "zero max_new_tokens": (SCENARIO.replace("max_new_tokens: 4", "max_new_tokens: 0"),
+                            r"s\.yaml:12: generation\.max_new_tokens: Input should be greater than 0"),
+    "one reference": (SCENARIO.replace("  sadness: i miss them terribly\n", ""),
+                      r"s\.yaml:9: references: Dictionary should have at least 2 items"),
+    "python tag": (SCENARIO.replace("name: t", "name: !!python/object:os.system echo"),
+                   r"s\.yaml: invalid YAML: could not determine a constructor"),
+    "tab indentation": (SCENARIO.replace("  joy:", "\tjoy:"), r"s\.yaml: invalid YAML"),
 }
 
 
@@ -592,6 +617,11 @@ def test_conversation_longer_than_context_is_refused_before_generating(tiny, tmp
                     r"\(1 generated turn\(s\) x max_new_tokens=64 included\) but the model has a "
                     r"context of 256; shorten it \(nothing was generated\)", only=False)
     assert not (tmp_path / "o").exists()
+    path.write_text(SCENARIO.replace("joy: wonderful i am delighted", f"joy: {long_turn} {long_turn}"),
+                    encoding="utf-8")
+    rc, err, _ = run_cli(["scan", path, "--model", tiny, "--out", tmp_path / "o"], capsys)
+    assert_one_line(rc, err, "llmct", r"references\.joy \(line 10\): \d+ tokens; the model has "
+                    r"a context of 256", only=False)
     path.write_text(SCENARIO + "capture: {layers: [0, 99]}\n", encoding="utf-8")
     rc, err, _ = run_cli(["scan", path, "--model", tiny, "--out", tmp_path / "o"], capsys)
     assert_one_line(rc, err, "llmct", r"capture\.layers \(line 13\): .*99", only=False)

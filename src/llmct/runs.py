@@ -456,6 +456,12 @@ def get_activations(exp_dir: Path, args, stimuli, prompt: str | None = None
     folder = activation_dir_for(exp_dir, args, prompt)
     expected = expected_identity(args.model, prompt=prompt, dtype=args.dtype, device=args.device)
     check_store(folder, expected)  # before the model loads: a store of another model is refused
+    for parent in (folder, *folder.parents):  # a file in the way, or no write access: say so now
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"--activations: {parent} is a file, not a folder")
+            break
+    folder.mkdir(parents=True, exist_ok=True)
 
     def load():
         return load_model_from_args(args)
