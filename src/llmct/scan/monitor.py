@@ -54,6 +54,8 @@ class EmotionMonitor:
         self._step_mask: torch.Tensor | None = None  # rows whose state this forward is theirs
         self._vocab = vocab_size(model)
         self._signature = inspect.signature(model.base_model.forward)
+        self._var_kw = next((p.name for p in self._signature.parameters.values()
+                             if p.kind is inspect.Parameter.VAR_KEYWORD), None)
         self._hooks = Hooks()
 
     @property
@@ -71,9 +73,9 @@ class EmotionMonitor:
     def _on_forward(self, _module, args, kwargs) -> None:
         """Before each forward: check the ids, start a new generation at a prefill, and mark
         the rows whose input token is (or follows) their end-of-sequence token."""
-        bound = self._signature.bind_partial(*args, **kwargs).arguments
-        extra = bound.pop("kwargs", None) or {}
-        bound = {**extra, **bound}
+        bound = dict(self._signature.bind_partial(*args, **kwargs).arguments)
+        if self._var_kw:
+            bound = {**(bound.pop(self._var_kw, None) or {}), **bound}
         ids = bound.get("input_ids")
         check_id_tensor(ids, self._vocab)
         past = bound.get("past_key_values")
