@@ -286,8 +286,9 @@ def test_capture_under_patch_reads_the_patched_value():
 
 # -- 6. batched generation where one row emits EOS early ------------------------------------------
 
-def test_monitor_batched_generation_with_early_eos():
-    model = tiny_model("llama")
+@pytest.mark.parametrize("kind", ["llama", "gemma3", "mistral_sw"])
+def test_monitor_batched_generation_with_early_eos(kind):
+    model = tiny_model(kind)
     prompts = [[11, 12, 13, 14, 15], [40, 41, 42]]
     # the token the first row generates second is its EOS; the second row never emits it
     free = model.generate(torch.tensor([prompts[0]]), max_new_tokens=6, do_sample=False,
