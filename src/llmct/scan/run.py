@@ -189,6 +189,9 @@ def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Pa
                  f"system prompt ({'yes' if system else 'none'}) and template",
                  "role control: references and baseline also rendered as assistant messages "
                  "(the user-assistant gap must survive both renderings)"]
+        notes.append(f"chat template: {snaps.template}" + (
+            " (the model has none: 'role: content' lines; lines that would start a turn are "
+            "refused)" if snaps.template == "plain fallback" else ""))
         if scenario.baseline:
             base, base_tokens = states(scenario.baseline)
             base_a, base_tokens_a = states(scenario.baseline, "assistant")
