@@ -83,13 +83,6 @@ class ArchAdapter:
     def n_layers(self, model: nn.Module) -> int:
         return len(self.block_list(model))
 
-    def attn_out_module(self, block: nn.Module) -> nn.Module:
-        """Module whose (first) output is exactly what attention adds to the residual."""
-        return get_submodule(block, self.attn_post_norm or self.attn)
-
-    def mlp_out_module(self, block: nn.Module) -> nn.Module:
-        return get_submodule(block, self.mlp_post_norm or self.mlp)
-
     def site(self, model: nn.Module, site: str, layer: int) -> SitePoint:
         """The module and hook kind of ``site`` (or an alias) at block ``layer`` (>= 0)."""
         name = canonical_site(site)
@@ -284,8 +277,8 @@ def describe(model: nn.Module) -> dict:
         "blocks": f"{adapter.blocks}[0..{adapter.n_layers(model) - 1}] ({type(block0).__name__})",
         "embed": _module_name(model, adapter.embed(model)),
         "norms": list(adapter.norms),
-        "attn_out": f"{adapter.blocks}[i].{adapter.attn_post_norm or adapter.attn}",
-        "mlp_out": f"{adapter.blocks}[i].{adapter.mlp_post_norm or adapter.mlp}",
+        "attn_out": adapter.site(model, "attn_out", 0).path.replace("[0]", "[i]"),
+        "mlp_out": adapter.site(model, "mlp_out", 0).path.replace("[0]", "[i]"),
         "final_norm": adapter.final_norm,
         "unembed": _module_name(model, adapter.unembed(model)),
         "logit_softcap": getattr(cfg, adapter.logit_softcap_attr, None)
