@@ -200,3 +200,36 @@ def test_ceiling_folds_never_split_a_frame():
     for tr, te in grouped_folds(y, g):
         assert not set(g[tr]) & set(g[te])
         assert len(np.unique(g[te])) == 1
+
+
+# ----------------------------------------------------------------------------- blind check
+
+
+def test_blind_sheet_hides_labels_and_scoring_counts_agreement(tmp_path):
+    from validation import set_d_blind
+
+    sheet, key_path, out = tmp_path / "sheet.jsonl", tmp_path / "key.json", tmp_path / "out"
+    n = set_d_blind.make_sheet(sheet, key_path=key_path, seed=3)
+    rows = _read(sheet)
+    header, body = rows[0], rows[1:]
+    assert header["labels"] == list(LABELS) and len(body) == n
+    assert all(set(r) == {"blind_id", "text"} for r in body)
+    all_items = [it for p, _, _ in _files() for it in _read(p)]
+    assert n == len(all_items)
+    # the sheet is shuffled: not in file order
+    assert [r["text"] for r in body] != [it["text"] for it in all_items]
+    key = json.loads(key_path.read_text())["key"]
+    # a reader who gets every item right except every anger item (labelled fear)
+    answers = tmp_path / "answers.jsonl"
+    with open(answers, "w") as fh:
+        for bid, k in key.items():
+            lab = "fear" if k["label"] == "anger" else k["label"]
+            fh.write(json.dumps({"blind_id": bid, "label": lab}) + "\n")
+    table = set_d_blind.score(answers, key_path=key_path, out=out)
+    allrows = table[table.scope == "all"].set_index("label")
+    assert allrows.loc["anger", "pct_intended"] == 0.0 and not allrows.loc["anger", "passes_80"]
+    assert allrows.loc["joy", "pct_intended"] == 100.0 and allrows.loc["joy", "passes_80"]
+    assert int(allrows.n.sum()) == n
+    md = (out / "set_d_manipulation_check.md").read_text()
+    assert "Emotions under 80%: anger" in md
+    assert (out / "set_d_manipulation_check.csv").is_file()
