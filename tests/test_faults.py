@@ -365,6 +365,8 @@ def test_site_aliases_are_the_canonical_sites():
     np.testing.assert_allclose(c["hidden_in"][0, 0], vec.numpy(), atol=1e-6)
     with pytest.raises(CaptureError, match="resid_mid"):
         llmct.capture(model, None, ids, sources=["resid_mid"])
+    with pytest.raises(CaptureError, match="twice"):
+        llmct.capture(model, None, ids, sources=["resid_post", "hidden_out"])
 
 
 def test_hook_registry_orders_editors_before_readers():

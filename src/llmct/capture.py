@@ -120,6 +120,9 @@ def capture(
     if unknown:
         raise CaptureError(f"unknown sources {unknown}; choose from {SOURCES}")
     sources = tuple(canonical_site(s) for s in sources)
+    if len(set(sources)) != len(sources):
+        raise CaptureError(f"a source is selected twice in {sources} (resid_pre is hidden_in, "
+                           "resid_post is hidden_out)")
     layer_idx = resolve_layers(layers, n_layers)
     if batch_size < 1:
         raise CaptureError(f"batch_size must be >= 1, got {batch_size}")
