@@ -115,7 +115,7 @@ def test_generation_with_cache_equals_without_cache_under_steering(llama, start)
     assert not torch.equal(cached, plain)  # steering does change what is generated
 
 
-@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+@pytest.mark.parametrize("kind", ["llama", "gpt2", "mistral_sw", "gemma3"])
 def test_batched_left_padded_steered_generation_equals_per_prompt(kind):
     model = tiny_model(kind)
     seqs = random_token_batches(4, lo=3, hi=12)
