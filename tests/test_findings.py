@@ -69,7 +69,8 @@ def test_gap_explained_by_the_rendering_when_it_flips_with_assistant_references(
     m_a = _with_role_shift(_base(len(roles), seed=1), roles, 0.0, 0.05)  # role match flips it
     f = _by_id(all_findings(m, SOURCES, LABELS, roles, tags, m_assistant=m_a))["user_assistant_gap"]
     assert f["verdict"] == EXPLAINED
-    assert "assistant messages" in f["control"] and "explains it" in f["control"]
+    assert "assistant messages" in f["control"] and "explains the gap" in f["control"]
+    assert "residual reverses" in f["control"]
     assert f["quantities"]["res_asstref"]["estimate"] < 0
     # without the assistant rendering the control cannot be run
     g = _by_id(all_findings(m, SOURCES, LABELS, roles, tags))["user_assistant_gap"]

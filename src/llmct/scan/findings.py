@@ -202,9 +202,16 @@ def _judge_gap(q, ctx):
     if all(user_ok.values()) and all(asst_ok.values()):
         return REPRODUCED, "", detail + " The gap survives both renderings."
     if all(user_ok.values()):
-        control = (f"references rendered as assistant messages: gap {asst} — the gap appears when "
-                   "the references share the user turns' role, so the rendering (role match "
-                   "between snapshot and reference) explains it")
+        fails = []
+        for g in groups:
+            qa = q.get(f"{g}_asstref")
+            if asst_ok[g] or qa is None:
+                continue
+            fails.append(f"{names[g]} {'reverses' if _ok_neg(qa) else 'is not distinguishable from 0'}")
+        control = (f"references rendered as assistant messages: gap {asst}; there the "
+                   f"{' and the '.join(fails)}, so the rendering of the references as user "
+                   "messages (the role shared with the user turns) explains "
+                   f"{'the gap' if len(fails) == len(groups) else 'that part of the gap'}")
         return EXPLAINED, control, detail
     if all(asst_ok.values()):
         return (PARTLY, "", detail + " The gap appears only with the references rendered as "

@@ -107,7 +107,8 @@ def default_population_dir(paths: list[Path], model_name: str) -> Path:
 def run_population(inputs: list[str | Path], *, model_name: str | None = None,
                    out: str | Path | None = None, overwrite: bool = False, report: bool = True,
                    model_and_tokenizer=None, n_boot: int = 2000, figures: bool = False,
-                   chat_template: str | Path | None = None) -> Path:
+                   chat_template: str | Path | None = None,
+                   explicit_out: bool | None = None) -> Path:
     """Scan every conversation of ``inputs`` with one model load and pool the findings.
 
     Returns the folder written (``out``, or a default under ``outputs/scans/``); each
@@ -116,7 +117,8 @@ def run_population(inputs: list[str | Path], *, model_name: str | None = None,
     the first conversation is scanned; the folder is written atomically. Each conversation's
     report is its HTML page; its static PNG/SVG figures only with ``figures`` (they take most of
     a scan's time on CPU). ``chat_template``: a template file used for every render (as
-    ``llmct scan --chat-template``).
+    ``llmct scan --chat-template``). ``explicit_out`` (default: ``out is not None``): an existing
+    ``out`` is an error; otherwise it gets a timestamped sibling (``llmct.store.output_dir_for``).
 
     Raises:
         ScenarioError: see :func:`scenario_paths`, :func:`load_population`; a conversation that
@@ -130,7 +132,7 @@ def run_population(inputs: list[str | Path], *, model_name: str | None = None,
     population = load_population(paths)
     first = population[0][1]
     name = model_name or first.model.id
-    explicit = out is not None
+    explicit = (out is not None) if explicit_out is None else explicit_out
     out_dir = output_dir_for(out or default_population_dir(paths, name), overwrite=overwrite,
                              explicit=explicit)
     timings: dict[str, float] = {}

@@ -331,7 +331,7 @@
       ["ID", "Finding", "Original claim", "Measured", "Verdict", "Detail"].map(function (h) { return el("th", { text: h }); }))));
     var tb = el("tbody");
     D.findings.forEach(function (f) {
-      var ci = isNum(f.ci_low) && isNum(f.ci_high) ? el("div", { class: "ci", text: "95% CI [" + fmt(f.ci_low) + ", " + fmt(f.ci_high) + "]" }) : null;
+      var ci = isNum(f.ci_low) && isNum(f.ci_high) ? el("div", { class: "ci", text: "95% CI [" + fmt(f.ci_low) + ", " + fmt(f.ci_high) + "]" + (f.ci_unit ? " over " + f.ci_unit + (isNum(f.n_units) ? ", n = " + f.n_units : "") : "") }) : null;
       tb.append(el("tr", null, el("td", { class: "mono", text: f.id }), el("td", null, el("b", { text: f.title })),
         el("td", { text: f.seed_claim }), el("td", { class: "num" }, show(f.value) + (f.unit ? " " + f.unit : ""), ci),
         el("td", null, badge(f.verdict)), el("td", { text: f.detail })));
