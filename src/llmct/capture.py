@@ -114,26 +114,9 @@ def capture(
     """
     adapter = get_adapter(model)
     n_layers = adapter.n_layers(model)
-    if not sources:
-        raise CaptureError(f"no sources given; choose from {SOURCES}")
-    unknown = [s for s in sources if SITE_ALIASES.get(s, s) not in SOURCES]
-    if unknown:
-        raise CaptureError(f"unknown sources {unknown}; choose from {SOURCES}")
-    sources = tuple(canonical_site(s) for s in sources)
-    if len(set(sources)) != len(sources):
-        raise CaptureError(f"a source is selected twice in {sources} (resid_pre is hidden_in, "
-                           "resid_post is hidden_out)")
+    sources = check_sources(sources)
     layer_idx = resolve_layers(layers, n_layers)
-    if batch_size < 1:
-        raise CaptureError(f"batch_size must be >= 1, got {batch_size}")
-    side = padding_side or getattr(tokenizer, "padding_side", None) or "right"
-    if side not in ("left", "right"):
-        raise CaptureError(f"padding_side must be 'left' or 'right', got {side!r}")
-    if attention and getattr(model.config, "_attn_implementation", "eager") != "eager":
-        raise CaptureError(
-            "attention weights need eager attention: load the model with "
-            "attn_implementation='eager' (llmct.load_model(..., attn_implementation='eager'))"
-        )
+    side = _check_options(model, tokenizer, batch_size, padding_side, attention)
 
     token_ids = prepare(model, tokenizer, inputs, add_special_tokens)
     readouts = [readouts_for_item(position, i, len(t), mean_from) for i, t in enumerate(token_ids)]
@@ -177,25 +160,15 @@ def capture(
             stacked = torch.stack([torch.stack(state["buf"][s], dim=1) for s in sources]).cpu()
             batch_logits = plan.reduce(out.logits).cpu() if logits else None
             batch_attn = torch.stack(state["attn"], dim=1).cpu() if attention else None
-            for b, item in enumerate(batch):
-                rows = [r for r, owner in enumerate(plan.row_items) if owner == b]
-                n_tok = len(token_ids[item])
-                per_item[item] = {
-                    "acts": stacked[:, rows],
-                    "logits": batch_logits[rows] if logits else None,
-                    # keep only this item's real key positions
-                    "attn": [
-                        batch_attn[r][..., mask[b].bool()][..., :n_tok].numpy() for r in rows
-                    ]
-                    if attention
-                    else None,
-                }
+            per_item.update(_split_batch(batch, plan.row_items, stacked, batch_logits, batch_attn,
+                                         mask, token_ids))
             state.clear()
 
+    n_items = len(token_ids)
     row_item = np.concatenate(
-        [np.full(per_item[i]["acts"].shape[1], i, dtype=np.int64) for i in range(len(token_ids))]
+        [np.full(per_item[i]["acts"].shape[1], i, dtype=np.int64) for i in range(n_items)]
     )
-    all_acts = torch.cat([per_item[i]["acts"] for i in range(len(token_ids))], dim=1).numpy()
+    all_acts = torch.cat([per_item[i]["acts"] for i in range(n_items)], dim=1).numpy()
     acts = {s: all_acts[k] for k, s in enumerate(sources)}
     _check_finite(acts, layer_idx)
     return Capture(
@@ -203,26 +176,81 @@ def capture(
         layers=layer_idx,
         row_item=row_item,
         token_ids=token_ids,
-        logits=torch.cat([per_item[i]["logits"] for i in range(len(token_ids))]).numpy()
+        logits=torch.cat([per_item[i]["logits"] for i in range(n_items)]).numpy()
         if logits
         else None,
-        attention=[a for i in range(len(token_ids)) for a in per_item[i]["attn"]]
-        if attention
-        else None,
-        meta={
-            "model": getattr(model.config, "_name_or_path", None) or model.config.model_type,
-            "family": adapter.family,
-            "n_layers": n_layers,
-            "d_model": int(model.config.hidden_size),
-            "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
-            "device": str(device),
-            "position": describe_position(position, mean_from),
-            "sources": list(sources),
-            "layers": layer_idx,
-            "padding_side": side,
-            "n_tokens": int(sum(len(t) for t in token_ids)),
-        },
+        attention=[a for i in range(n_items) for a in per_item[i]["attn"]] if attention else None,
+        meta=_meta(model, adapter.family, n_layers, device, describe_position(position, mean_from),
+                   sources, layer_idx, side, token_ids),
     )
+
+
+def _split_batch(batch: list[int], row_items: list[int], stacked: torch.Tensor,
+                 batch_logits: torch.Tensor | None, batch_attn: torch.Tensor | None,
+                 mask: torch.Tensor, token_ids: list[list[int]]) -> dict[int, dict]:
+    """Per input index: its read-out rows of a batch's activations, logits and attention (the
+    attention keeps only the item's real key positions)."""
+    out = {}
+    for b, item in enumerate(batch):
+        rows = [r for r, owner in enumerate(row_items) if owner == b]
+        n_tok = len(token_ids[item])
+        out[item] = {
+            "acts": stacked[:, rows],
+            "logits": batch_logits[rows] if batch_logits is not None else None,
+            "attn": [batch_attn[r][..., mask[b].bool()][..., :n_tok].numpy() for r in rows]
+            if batch_attn is not None
+            else None,
+        }
+    return out
+
+
+def check_sources(sources: Sequence[str]) -> tuple[str, ...]:
+    """Canonical names of the requested sites (aliases resolved); CaptureError when empty,
+    unknown, or one site is asked for twice."""
+    if not sources:
+        raise CaptureError(f"no sources given; choose from {SOURCES}")
+    unknown = [s for s in sources if SITE_ALIASES.get(s, s) not in SOURCES]
+    if unknown:
+        raise CaptureError(f"unknown sources {unknown}; choose from {SOURCES}")
+    canonical = tuple(canonical_site(s) for s in sources)
+    if len(set(canonical)) != len(canonical):
+        raise CaptureError(f"a source is selected twice in {canonical} (resid_pre is hidden_in, "
+                           "resid_post is hidden_out)")
+    return canonical
+
+
+def _check_options(model, tokenizer, batch_size: int, padding_side: str | None,
+                   attention: bool) -> str:
+    """Validate the batching options; returns the padding side to use."""
+    if batch_size < 1:
+        raise CaptureError(f"batch_size must be >= 1, got {batch_size}")
+    side = padding_side or getattr(tokenizer, "padding_side", None) or "right"
+    if side not in ("left", "right"):
+        raise CaptureError(f"padding_side must be 'left' or 'right', got {side!r}")
+    if attention and getattr(model.config, "_attn_implementation", "eager") != "eager":
+        raise CaptureError(
+            "attention weights need eager attention: load the model with "
+            "attn_implementation='eager' (llmct.load_model(..., attn_implementation='eager'))"
+        )
+    return side
+
+
+def _meta(model, family: str, n_layers: int, device, position: str, sources, layer_idx, side,
+          token_ids) -> dict:
+    """The manifest fields of a capture."""
+    return {
+        "model": getattr(model.config, "_name_or_path", None) or model.config.model_type,
+        "family": family,
+        "n_layers": n_layers,
+        "d_model": int(model.config.hidden_size),
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "device": str(device),
+        "position": position,
+        "sources": list(sources),
+        "layers": layer_idx,
+        "padding_side": side,
+        "n_tokens": int(sum(len(t) for t in token_ids)),
+    }
 
 
 def _pad_id(tokenizer, model) -> int:
