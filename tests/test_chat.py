@@ -71,7 +71,7 @@ def test_template_that_rewrites_content_is_refused(tok):
                             "{% endfor %}")
     with pytest.raises(CaptureError, match="message 0: .* 0 times"):
         render_chat(t, [{"role": "user", "content": "hello"}])
-    t.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] | replace('a', 'o') }}"
+    t.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] | replace('nan', 'NAN') }}"
                        "\n{% endfor %}")
     with pytest.raises(CaptureError, match="rewrites message content"):
         render_chat(t, [{"role": "user", "content": "banana"}])
@@ -112,3 +112,11 @@ def test_plain_replies_end_where_the_model_starts_a_turn():
         "Sure, happy to help."
     assert end_plain_turn("My user: account is fine") == "My user: account is fine"
     assert end_plain_turn("  fine \n") == "fine"
+
+
+def test_content_span_excludes_surrounding_whitespace(tok):
+    """message_end reads the last written token, not a trailing newline of a YAML block."""
+    r = render_chat(tok, [{"role": "user", "content": "  I am so happy!\n\n"}])
+    s = r.spans[0]
+    assert tok.decode(r.input_ids[s.content_start:s.content_end]).strip() == "I am so happy!"
+    assert tok.decode(r.input_ids[s.content_last]) == "!"

@@ -195,7 +195,8 @@ def render_text(tokenizer, messages: list[dict], add_generation_prompt: bool = F
 
 def _layout(tokenizer, messages: list[dict], add_generation_prompt: bool,
             chat_template: str | None) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered text and each content's character range, from a sentinel rendering."""
+    """The rendered text and each content's character range, from a sentinel rendering (the
+    range excludes leading/trailing whitespace unless the content is only whitespace)."""
     text = render_text(tokenizer, messages, add_generation_prompt, chat_template=chat_template)
     nonce = uuid.uuid4().hex[:8]
     sentinels = [f"\ue000llmct{k}x{nonce}\ue001" for k in range(len(messages))]
@@ -218,7 +219,9 @@ def _layout(tokenizer, messages: list[dict], add_generation_prompt: bool,
             pieces.append(marked[cursor:at])
             start = sum(len(p) for p in pieces)
             pieces.append(content)
-            ranges.append((start, start + len(content)))
+            core = content.strip()  # the span covers what was written, not surrounding whitespace
+            lead = len(content) - len(content.lstrip()) if core else 0
+            ranges.append((start + lead, start + lead + (len(core) if core else len(content))))
             cursor = at + len(s)
         pieces.append(marked[cursor:])
         if "".join(pieces) == text:
