@@ -390,3 +390,13 @@ def test_hook_registry_orders_editors_before_readers():
             with pytest.raises(RuntimeError, match="edits=True"):
                 lin(torch.zeros(1, 2))
     assert count_hooks(lin) == 0
+
+
+@pytest.mark.integration
+def test_embedded_model_passes_verify_adapter(embedded):
+    """The residual identity and HF hidden states on real weights (SmolLM2, llama adapter)."""
+    model, tok = embedded
+    ids = tok("I can't stop smiling today, everything went right!")["input_ids"]
+    report = arch.verify_adapter(model, ids)
+    assert report["family"] == "llama"
+    assert report["max_abs_error"] <= 2e-5 * max(1.0, report["max_abs_value"])
