@@ -400,3 +400,14 @@ def test_embedded_model_passes_verify_adapter(embedded):
     report = arch.verify_adapter(model, ids)
     assert report["family"] == "llama"
     assert report["max_abs_error"] <= 2e-5 * max(1.0, report["max_abs_value"])
+
+
+def test_verify_adapter_catches_a_mis_mapped_norm(monkeypatch):
+    """Not vacuous: an OLMo-2 adapter that forgets the post-sublayer norms fails the check."""
+    import dataclasses
+
+    wrong = tuple(dataclasses.replace(a, attn_post_norm=None, mlp_post_norm=None)
+                  if a.family == "olmo2" else a for a in ADAPTERS)
+    monkeypatch.setattr(arch, "ADAPTERS", wrong)
+    with pytest.raises(UnsupportedArchitectureError, match="residual identity off by"):
+        arch.verify_adapter(tiny_model("olmo2"))
