@@ -75,26 +75,29 @@ def make_sheet(path: Path, *, key_path: Path = KEY, seed: int = 15) -> int:
     return len(key)
 
 
-def _read_labels(path: Path) -> dict[str, str]:
-    given = {}
+def _read_labels(path: Path) -> tuple[dict[str, str], dict[str, dict]]:
+    """(blind id -> label, blind id -> any extra fields the reader gave, e.g. confidence)."""
+    given, extra = {}, {}
     with open(path, encoding="utf-8") as fh:
         for line in fh:
             if not line.strip():
                 continue
             row = json.loads(line)
             if "blind_id" in row:
-                given[str(row["blind_id"])] = str(row.get("label", "")).strip().lower()
-    return given
+                bid = str(row["blind_id"])
+                given[bid] = str(row.get("label", "")).strip().lower()
+                extra[bid] = {k: v for k, v in row.items() if k not in ("blind_id", "label")}
+    return given, extra
 
 
 def score(labels_path: Path, *, key_path: Path = KEY, out: Path = OUT) -> pd.DataFrame:
     key = json.loads(key_path.read_text(encoding="utf-8"))["key"]
-    given = _read_labels(labels_path)
+    given, extra = _read_labels(labels_path)
     rows = []
     for bid, k in key.items():
         g = given.get(bid, "")
         rows.append({"blind_id": bid, **k, "given": g if g in LABELS else f"invalid:{g}" if g
-                     else "missing"})
+                     else "missing", "extra": extra.get(bid, {})})
     df = pd.DataFrame(rows)
     df["correct"] = df.label == df.given
     table = _agreement(df)
@@ -139,6 +142,14 @@ def _render(df: pd.DataFrame, table: pd.DataFrame, labels_path: Path) -> str:
     wrong = df[~df.correct].sort_values("id")
     lines += ["", f"## Items not given their intended label ({len(wrong)})", ""]
     lines += [f"- {r.id} (intended {r.label}): given {r.given}" for r in wrong.itertuples()]
+    if "confidence" in set().union(*df.extra.map(set)):
+        conf = df.extra.map(lambda e: e.get("confidence"))
+        top = conf.dropna().max()
+        unsure = df[conf.notna() & (conf < top)].sort_values("id")
+        lines += ["", f"## Items the reader rated below top confidence ({len(unsure)} of"
+                  f" {len(df)}; confidence {top} is the top given)", ""]
+        lines += [f"- {r.id}: given {r.given}, confidence {r.extra.get('confidence')}, second"
+                  f" choice {r.extra.get('second', '-')}" for r in unsure.itertuples()]
     failing = table[(table.scope == "all") & ~table.passes_80].label.tolist()
     lines += ["", "Emotions under 80%: " + (", ".join(failing) if failing else "none")]
     return "\n".join(lines) + "\n"
