@@ -79,6 +79,28 @@ def test_recorded_weight_hashes_follow_the_files(tmp_path):
     assert models.recorded_weight_hashes(tmp_path) is None
 
 
+@pytest.mark.parametrize("kind", ["gemma3", "llama"])
+def test_converted_weights_round_trip_with_tied_embeddings(kind, tmp_path):
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM
+
+    from tests.tiny_models import tiny_model
+
+    model = tiny_model(kind)
+    model.config.tie_word_embeddings = True
+    model.tie_weights()
+    state = models._untied_state_dict(model)
+    assert "lm_head.weight" not in state and "model.embed_tokens.weight" in state
+    save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    model.config.save_pretrained(tmp_path)
+    back = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32,
+                                                attn_implementation="eager").eval()
+    assert back.lm_head.weight.data_ptr() == back.get_input_embeddings().weight.data_ptr()
+    ids = torch.tensor([[1, 5, 9, 17]])
+    with torch.no_grad():
+        torch.testing.assert_close(back(ids).logits, model(ids).logits, rtol=0, atol=0)
+
+
 def test_models_command_lists_both(capsys):
     assert cli_main(["models", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
@@ -130,6 +152,7 @@ def test_registry_matches_the_loaded_model(loaded):
     source = json.loads((folder / "SOURCE.json").read_text())
     assert source["gguf_sha256"] == models._expected_gguf_sha256(spec)
     assert source["chat_template"] == spec.chat_template
+    assert model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
     hashes = models.recorded_weight_hashes(folder)
     assert hashes and re.fullmatch(r"[0-9a-f]{64}", hashes["model.safetensors"])
     for rel in spec.licence_files:

@@ -253,6 +253,16 @@ def recorded_weight_hashes(directory: str | Path) -> dict[str, str] | None:
     return {n: e["sha256"] for n, e in entries.items()}
 
 
+def _untied_state_dict(model) -> dict:
+    """The state dict without the keys tied to another (``lm_head.weight`` when the embeddings are
+    tied), so the file holds each tensor once under the name transformers loads it by."""
+    state = model.state_dict()
+    if getattr(model.config, "tie_word_embeddings", False):
+        for key in getattr(model, "_tied_weights_keys", None) or ():  # dict (v5) or list (v4)
+            state.pop(key, None)
+    return {k: v.detach().contiguous() for k, v in state.items()}
+
+
 def _source_facts(spec: EmbeddedModel) -> dict:
     return {
         "model": spec.name,
@@ -287,8 +297,9 @@ def embedded_model_dir(name: str = DEFAULT) -> Path:
     GGUF sha256) and ``weights_sha256.json`` (the sha256 of each weight file).
 
     transformers refuses ``save_pretrained`` on a GGUF-loaded model, so we save the state dict
-    (shared tensors such as the tied embedding are written once) and the config without its
-    ``quantization_config``. Written to a temporary directory, then renamed: never half-written.
+    (a tied output embedding is written once, under the input embedding's name, as
+    ``save_pretrained`` does) and the config without its ``quantization_config``. Written to a
+    temporary directory, then renamed: never half-written.
     """
     spec = _embedded_spec(name)
     target = cache_dir() / spec.cache_name
@@ -303,7 +314,7 @@ def embedded_model_dir(name: str = DEFAULT) -> Path:
     from importlib.metadata import version
 
     import transformers
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -314,7 +325,7 @@ def embedded_model_dir(name: str = DEFAULT) -> Path:
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
         if spec.chat_template == "none":
             tok.chat_template = None  # a base model: never give it a template it was not trained on
-        save_model(model, str(tmp / "model.safetensors"))
+        save_file(_untied_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         config = model.config.to_dict()
         config.pop("quantization_config", None)
         config["_name_or_path"] = spec.hf_id
