@@ -120,3 +120,31 @@ def test_content_span_excludes_surrounding_whitespace(tok):
     s = r.spans[0]
     assert tok.decode(r.input_ids[s.content_start:s.content_end]).strip() == "I am so happy!"
     assert tok.decode(r.input_ids[s.content_last]) == "!"
+
+
+def _bos_tokenizer():
+    """A word-level fast tokenizer that adds a BOS, like Gemma's, and has no chat template."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["[UNK]", "<bos>", "user", "assistant", "system", ":", "hello", "there", "ok"]
+    vocab = {w: i for i, w in enumerate(words)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                                 pre_tokenizers.Punctuation()])
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A",
+                                                       special_tokens=[("<bos>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", bos_token="<bos>")
+
+
+def test_plain_fallback_starts_with_the_bos_a_base_model_expects():
+    t = _bos_tokenizer()
+    assert t("hello")["input_ids"] == [1, 6]
+    r = render_chat(t, [{"role": "user", "content": "hello there"},
+                        {"role": "assistant", "content": "ok"}])
+    assert r.template == "plain fallback" and r.input_ids[0] == 1
+    assert r.input_ids.count(1) == 1
+    first, second = r.spans
+    assert first.start == 0 and second.start == first.end
+    assert t.decode(r.input_ids[first.content_start:first.content_end]) == "hello there"
+    assert t.decode(r.input_ids[second.content_start:second.content_end]) == "ok"
