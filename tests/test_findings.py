@@ -166,3 +166,34 @@ def test_pooling_takes_the_conversation_as_unit():
     # with fewer than two conversations there is nothing to pool
     one = pool_findings({"a": per["a"]}, n_refs=4, n_layers=L, position="message_end")
     assert all(f["verdict"] == NOT_TESTABLE for f in one)
+
+
+def test_gap_carried_by_the_last_token_is_explained_by_it():
+    roles, tags = _conv(12)
+    # assistant turns all end in punctuation; half the user turns end in a word, and only those
+    # differ from their answer: the gap is the read-out token's identity, not the role
+    endings = [None] + [e for i in range(12) for e in (("word", "punct")[i % 2], "punct")]
+    shift = np.array([0.08 if e == "word" and r == "user" else 0.0
+                      for r, e in zip(roles, endings, strict=True)])
+    m, m_a = _base(len(roles)), _base(len(roles), 1)
+    for arr in (m, m_a):
+        arr["cosine"] += shift[:, None, None, None]
+    f = _by_id(all_findings(m, SOURCES, LABELS, roles, tags, m_assistant=m_a,
+                            endings=endings))["user_assistant_gap"]
+    assert f["verdict"] == EXPLAINED and f["control"].startswith("last token")
+    q = f["quantities"]
+    assert q["user_ends_in_punct"]["estimate"] == pytest.approx(0.5)
+    assert abs(q["res_userref_same_ending"]["estimate"]) < 0.02 < q["res_userref"]["estimate"]
+    # the control is a message_end control: the other read-outs do not use it
+    g = _by_id(all_findings(m, SOURCES, LABELS, roles, tags, m_assistant=m_a, endings=endings,
+                            position="mean"))["user_assistant_gap"]
+    assert g["verdict"] == REPRODUCED and "user_ends_in_punct" not in g["quantities"]
+
+
+def test_ending_class():
+    from llmct.scan.findings import ending_class
+
+    assert ending_class("It is fine.") == "punct" and ending_class("really?!  ") == "punct"
+    assert ending_class("fingers crossed it's one of those") == "word"
+    assert ending_class('she said "no."') == "punct" and ending_class("(see above)") == "word"
+    assert ending_class("   ") is None

@@ -52,6 +52,9 @@ class ScanArrays:
     ``m`` / ``m_assistant``: metric -> ``[S, R, K, L]`` with references rendered as user /
     assistant messages (``m_assistant`` may be None: the role control is then not testable).
     ``roles``, ``tags``: per snapshot (message) role and emotion tag (None if untagged).
+    ``endings``: per snapshot, whether the message's content ends in punctuation (``"punct"``)
+    or a word (``"word"``): at ``message_end`` that is the read-out token, whose identity
+    dominates the residual cosine (:func:`ending_class`).
     """
 
     m: dict[str, np.ndarray]
@@ -61,6 +64,7 @@ class ScanArrays:
     tags: list[str | None]
     position: str = "message_end"
     m_assistant: dict[str, np.ndarray] | None = None
+    endings: list[str | None] | None = None  # per snapshot: "punct" / "word" (message_end only)
 
     @property
     def role_arr(self) -> np.ndarray:
@@ -175,11 +179,33 @@ def _rows_gap(d: ScanArrays):
                 out[f"{name}_{rend}"] = per[u] - per[a]
     if not out:
         return "needs a residual source (hidden_in/hidden_out) or a branch (attn_out/mlp_out)"
+    if d.endings is not None and d.position == "message_end":
+        # the last-token control: pairs whose user and assistant read-out tokens are alike
+        eu, ea = [d.endings[i] for i in u], [d.endings[i] for i in a]
+        out["same_end"] = np.array([x == y for x, y in zip(eu, ea, strict=True)], dtype=float)
+        out["user_punct"] = np.array([x == "punct" for x in eu], dtype=float)
     return out
 
 
+def ending_class(content: str | None) -> str | None:
+    """``"punct"`` if ``content`` ends in sentence punctuation (``. ! ? …`` or a closing quote or
+    bracket after one), ``"word"`` otherwise; None for no content."""
+    if not content or not content.strip():
+        return None
+    text = content.rstrip().rstrip("\"')]*_ ")
+    return "punct" if text[-1:] in ".!?…" else "word"
+
+
 def _stats_gap(r):
-    return {k: float(v.mean()) for k, v in r.items()}
+    out = {k: float(v.mean()) for k, v in r.items() if k not in ("same_end", "user_punct")}
+    if "same_end" in r:
+        same = r["same_end"] > 0
+        for k in ("res_userref", "res_asstref"):
+            if k in r:
+                out[f"{k}_same_ending"] = float(r[k][same].mean()) if same.any() else float("nan")
+        out["same_ending_pairs"] = float(same.mean())
+        out["user_ends_in_punct"] = float(r["user_punct"].mean())
+    return out
 
 
 def _judge_gap(q, ctx):
@@ -195,11 +221,21 @@ def _judge_gap(q, ctx):
             parts.append(f"{label}: " + ", ".join(got))
     detail = ("paired gap (each user turn minus the assistant turn answering it, mean cosine to "
               "the references) — " + "; ".join(parts) + ".")
+    same = q.get("res_userref_same_ending")
+    if "user_ends_in_punct" in q:
+        detail += (f" Last-token control (message_end reads the content's last token): user "
+                   f"turns end in punctuation on {q['user_ends_in_punct'].estimate:.0%} of pairs, "
+                   f"the pair's two turns end alike (both punctuation or both a word) on "
+                   f"{q['same_ending_pairs'].estimate:.0%}; residual gap on those pairs "
+                   f"{_fmt(same) if same is not None else 'n/a'}.")
     if not any(f"{g}_asstref" in q for g in groups):
         return (NOT_TESTABLE, "", detail + " The references were not rendered as assistant "
                 "messages, so the role of the rendering cannot be ruled out.")
     asst = "; ".join(f"{names[g]} {_fmt(q[f'{g}_asstref'])}" for g in groups if f"{g}_asstref" in q)
     if all(user_ok.values()) and all(asst_ok.values()):
+        if same is not None and np.isfinite(same.estimate) and not _ok_pos(same):
+            return (EXPLAINED, f"last token: on pairs whose two turns end alike the residual gap "
+                    f"is {_fmt(same)}, so the identity of the read-out token explains it", detail)
         return REPRODUCED, "", detail + " The gap survives both renderings."
     if all(user_ok.values()):
         fails = []
@@ -262,6 +298,9 @@ def _judge_top(q, ctx):
     if holds(raw):
         return (EXPLAINED, f"centring on the neutral baseline: joy first on "
                 f"{_fmt(cen, sign=False)} of turns", detail)
+    if holds(cen):
+        detail += (" Centred (not the seed's measure), joy is first on most turns: a property of "
+                   "the centred references, which needs its own test.")
     if np.isfinite(raw.lo) and raw.lo > chance:
         return PARTLY, "", detail + " Joy is first more often than chance, but not on most turns."
     return NOT_REPRODUCED, "", detail
@@ -487,13 +526,14 @@ def conversation_finding(spec: Spec, d: ScanArrays, *, n_boot: int = N_BOOT, see
 
 
 def all_findings(m, sources, labels, roles, tags, *, position: str = "message_end",
-                 m_assistant: dict | None = None) -> list[dict]:
+                 m_assistant: dict | None = None, endings: list | None = None) -> list[dict]:
     """Every finding of :data:`SPECS` on one conversation (see :func:`conversation_finding`).
 
     ``m`` / ``m_assistant``: metric -> ``[S, R, K, L]`` arrays, references rendered as user /
-    assistant messages; ``roles``/``tags``: one per snapshot."""
+    assistant messages; ``roles``/``tags``/``endings``: one per snapshot."""
     d = ScanArrays(m=m, sources=list(sources), labels=list(labels), roles=list(roles),
-                   tags=list(tags), position=position, m_assistant=m_assistant)
+                   tags=list(tags), position=position, m_assistant=m_assistant,
+                   endings=None if endings is None else list(endings))
     return [conversation_finding(spec, d) for spec in SPECS]
 
 

@@ -18,7 +18,7 @@ from ..generation import generate_reply
 from ..lens import top_tokens
 from ..models import load_model, model_fingerprint, model_slug
 from ..store import atomic_dir, base_manifest, output_dir_for, save_npz
-from .findings import all_findings
+from .findings import all_findings, ending_class
 from .library import save_library
 from .metrics import all_metrics
 from .scenario import Scenario, ScenarioError, load_scenario
@@ -212,7 +212,8 @@ def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Pa
         tags = [msg["emotion"] for msg in messages]
         m_assistant = all_metrics(snap_arr, refs_a.transpose(1, 0, 2, 3), centre_a[None])
         findings = all_findings(m, sources, labels, roles, tags, position=position,
-                                m_assistant=m_assistant)
+                                m_assistant=m_assistant,
+                                endings=[ending_class(msg["content"]) for msg in messages])
     with timer("logit_lens"):
         lens = _logit_lens_rows(model, tokenizer, snaps.capture, layers, sources)
 
