@@ -76,9 +76,13 @@ def test_no_control_names_an_emotion(pairs):
     assert not hits, f"emotion terms (validation/emotion_terms.json) in controls v2: {hits}"
 
 
-def test_ceiling_is_computed_on_pair_grouped_folds_and_matches_the_committed_csv(pairs):
-    results = cc.ceiling()
-    pre = results[results.preregistered]
+@pytest.fixture(scope="module")
+def ceiling(pairs) -> pd.DataFrame:
+    return cc.ceiling()
+
+
+def test_ceiling_is_computed_on_pair_grouped_folds_and_matches_the_committed_csv(ceiling):
+    pre = ceiling[ceiling.preregistered]
     assert len(pre) == 6  # 3 baselines x {controls_v2, controls_v1}
     assert set(pre.n_pairs) == {96} and set(pre.n_items) == {192}
     # the old clinical-note controls are separable by any text-only baseline (the reason for v2)
@@ -93,6 +97,22 @@ def test_ceiling_is_computed_on_pair_grouped_folds_and_matches_the_committed_csv
     now = pre.set_index(["controls", "baseline"]).auroc
     pd.testing.assert_series_equal(now.sort_index(), committed.sort_index(), atol=1e-3,
                                    check_names=False)
+
+
+def test_register_matched_stylometric_ceiling_within_target(ceiling):
+    pre = ceiling[ceiling.preregistered & (ceiling.controls == "controls_v2")]
+    sty = pre.set_index("baseline").auroc["stylometric"]
+    assert sty <= cc.THRESHOLD, f"stylometric AUROC {sty:.3f} > {cc.THRESHOLD}"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known and reported: word/char TF-IDF separate Set B from controls v2 at ~0.98 after three "
+    "honest revision passes (validation/outputs/controls_v2_ceiling.md). Strict: if revised "
+    "controls ever meet the target, this marker must go."))
+def test_every_text_only_baseline_within_target(ceiling):
+    pre = ceiling[ceiling.preregistered & (ceiling.controls == "controls_v2")]
+    over = pre[pre.auroc > cc.THRESHOLD]
+    assert over.empty, f"above {cc.THRESHOLD}: {dict(zip(over.baseline, over.auroc, strict=True))}"
 
 
 def test_pair_folds_keep_vignette_and_control_together(pairs):

@@ -66,13 +66,31 @@ COLUMNS = ["controls", "baseline", "C", "folds", "auroc", "fold_mean", "threshol
 
 #: What leaked while the controls were written and how they were revised (kept in the report).
 REVISION_NOTES = """\
-- First draft (96 controls, each a sentence-by-sentence parallel of its vignette with the event
-  and its meaning changed): word TF-IDF 0.991, char TF-IDF 0.984, stylometric 0.751.
-  Words leaking toward Set B were body parts and expressive verbs (eyes, voice, mouth, face,
-  head, laugh, stopped, refuses), negation and intensity (without, not, away, hard, again,
-  twice, as if) and direct address ("you"); toward the controls, words of routine and
-  administration (same, new, next, last, week, check, reads, asks whether, on the). Stylometric:
-  Set B had more commas and exclamation marks and longer words.
+All figures: 5-fold CV grouped by pair_id (seed 0), C = 1, word / char / stylometric.
+
+- Draft (96 controls, each a sentence-by-sentence parallel of its vignette: same people, ages,
+  roles, setting, quoted or reported speech, digits; the event and its meaning changed to an
+  ordinary exchange): 0.990 / 0.982 / 0.758. Leaking toward Set B: body parts and expressive
+  verbs (eyes, voice, mouth, face, head, laugh, stopped, refuses), negation and intensity
+  (without, not, away, hard, again, twice, as if), direct address (you). Toward the controls:
+  routine and administration (same, new, next, last, week, check, reads, asks whether).
+  Stylometric: Set B had more commas and exclamation marks, longer words; controls were longer.
+- Pass 1 (routine words varied: same/new/next/last/check/reads/put): 0.992 / 0.986 / 0.746.
+- Pass 2 (neutral physical description where the vignette has it, e.g. eyes on the screen,
+  face toward the lamp, arm across his chest; negation and repetition in neutral senses):
+  0.986 / 0.977 / 0.745.
+- Pass 3 (my own tics removed: weekdays 53 -> 4 against Set B's 16, rota/timetable/shift/route
+  45 -> 15; a few adverbs added; residual echoes of the vignettes' behaviour removed, e.g.
+  repeated time checks, a shrug): final figures in the table above.
+- An exploratory check (not in this script): deleting a fixed list of ~100 expressive and body
+  words from every text left word TF-IDF at 0.989. With leave-one-emotion-out folds word and
+  char TF-IDF stay at ~0.92-0.95 (table above). So the separation is not a handful of leaked
+  words but a distributed difference between narratives in which something emotionally
+  significant happens (negation, refusal, repetition, bodily reaction, direct address) and
+  narratives in which it does not (logistics, prepositions of place and time). Pushing it to
+  0.75 would need the controls to carry the vignettes' expressive behaviour, i.e. to stop being
+  neutral; so the number is reported as it is. For experiments 03/07 on Set B vs controls v2,
+  a probe counts as evidence only if it beats these text-only baselines on the same folds.
 """
 
 
@@ -197,10 +215,9 @@ def report(results: pd.DataFrame, surface: pd.DataFrame, leaks: pd.DataFrame) ->
         f"**Controls v2 {'meet' if ok else 'do NOT meet'} the target** "
         f"(max {verdict.auroc.max():.3f}).",
         "",
-        "## Robustness (range over C in {0.1, 1, 10}, fold seeds 0-2, leave-one-pair-out;"
-        " only when run with --robust)",
+        "## Robustness (range over C in {0.1, 1, 10}, fold seeds 0-2, leave-one-pair-out)",
         "",
-        _md_table(robust),
+        _md_table(robust) if len(pair_rows) > len(pre) else "Not run (use `--robust`).",
         "",
         "## Leave one emotion out (diagnostic, C = 1)",
         "",
