@@ -351,9 +351,6 @@ def run_scan_cli(args) -> int:
     if len(paths) > 1 or Path(paths[0]).is_dir():
         from .population import run_population_cli
 
-        if getattr(args, "chat_template", None):  # refused rather than silently ignored
-            raise ScenarioError("--chat-template is not supported yet for a population of "
-                                "scenarios; scan the files one at a time")
         args.scenario = list(paths)
         return run_population_cli(args)
     args.scenario = paths[0]
