@@ -99,6 +99,11 @@ def test_attn_out_interventions_edit_what_is_added(kind):
 
 @pytest.mark.parametrize("kind", ["mistral_sw", "gemma3", "llama"])
 def test_prefix_cache_equals_full_forwards_with_sliding_window(kind):
+    """Issue #13 item 2, input of the issue (window-4 Mistral, three prompts of 6-10 tokens) and
+    a hybrid sliding/full Gemma 3: PrefixCache.run equals readout_logits within 1e-4, twice in a
+    row (the stored prefix is never mutated), with copies=2 and an intervention at the last
+    token. Entry points reusing a KV cache: PrefixCache (here), preferences.last_token_logits
+    (test_shared_prefix_preferences_with_sliding_window)."""
     model = tiny_model(kind)
     prompts = [[5, 9, 17, 33, 2, 8], [7, 3, 99, 12, 45, 6, 61, 20], [11, 12, 13, 14, 15, 16, 17, 18,
                                                                       19, 20]]
@@ -134,6 +139,9 @@ def plain_tok(tok):
 
 
 def test_user_span_is_its_content_token(tok):
+    """Issue #13 item 3, input of the issue: the user content 'a' is token 11, not <|im_start|>
+    at 8 (the old string search). Every chat path (scan snapshots, references, baselines, the
+    monitor's library, prompts' chat mode, preferences, generation) goes through render_chat."""
     r = render_chat(tok, [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "a"}])
     user = r.spans[1]
     assert (user.content_start, user.content_end) == (11, 12)
@@ -149,6 +157,9 @@ COLLIDING = ["im", "start", "im_start", "user", "assistant", "system", "<", "|",
 @pytest.mark.parametrize("which", ["chat_template", "plain"])
 @pytest.mark.parametrize("content", COLLIDING)
 def test_spans_with_contents_that_collide_with_the_template(tok, plain_tok, which, content):
+    """Contents equal to every part of the template (role names, im, start, <, |, newline),
+    for the embedded ChatML template and the plain fallback: each content span holds exactly
+    that content (no template token), and the messages tile the rendering."""
     t = tok if which == "chat_template" else plain_tok
     messages = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": content},
                 {"role": "assistant", "content": content}, {"role": "user", "content": "ok " + content}]
@@ -190,6 +201,7 @@ def test_plain_fallback_refuses_a_forged_turn(plain_tok):
 
 
 def test_chat_template_file(tok, plain_tok, tmp_path):
+    """--chat-template FILE: loaded, validated (a syntax error names the file), used, recorded."""
     path = tmp_path / "t.jinja"
     path.write_text("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
                     "{% if add_generation_prompt %}[assistant] {% endif %}")
@@ -217,6 +229,9 @@ def _lib(source="hidden_out", layers=(1, 2)):
 
 
 def test_out_of_vocabulary_ids_name_item_id_and_range():
+    """Issue #13 item 4, input of the issue, at every entry point that accepts token ids:
+    capture, readout_logits, PrefixCache, mean_residual_norm (steering), a forward under
+    steer, preferences.last_token_logits, and generate under EmotionMonitor."""
     model = tiny_model("llama")
     msg = r"item 1.*128.*0\.\.127"
     with pytest.raises(CaptureError, match=msg):
@@ -249,6 +264,9 @@ def _expected_scores(lib, states):
 
 
 def test_monitor_sees_steered_residual_in_any_nesting():
+    """Issue #13 item 5: EmotionMonitor entered outside steer == inside == capture of the
+    steered model (1e-6). Readers: capture, monitor, read-out hidden layers; editors: steer,
+    patch, ablate (the next two tests), all through the one registry of llmct.hooks."""
     model = tiny_model("llama")
     lib = _lib("hidden_out", (1, 2))
     ids = torch.tensor([[5, 9, 17, 33, 2, 8]])
@@ -288,6 +306,9 @@ def test_capture_under_patch_reads_the_patched_value():
 
 @pytest.mark.parametrize("kind", ["llama", "gemma3", "mistral_sw"])
 def test_monitor_batched_generation_with_early_eos(kind):
+    """Issue #13 item 6: a left-padded batch where row 0 emits EOS at its second token: its
+    per-token (row_scores) and per-turn scores equal its single-prompt run; the states after
+    its EOS are NaN. Llama, hybrid Gemma 3 and window-4 Mistral."""
     model = tiny_model(kind)
     prompts = [[11, 12, 13, 14, 15], [40, 41, 42]]
     # the token the first row generates second is its EOS; the second row never emits it
