@@ -16,6 +16,11 @@ Pre-registered before any model saw the set (thresholds from issue #15):
 Robustness rows (reported, not the pre-registered criterion): the same baselines with C = 0.1 and
 C = 10, and with 4-fold ``StratifiedGroupKFold`` (seeds 0, 1, 2) instead of leave-one-frame-out.
 
+Post-hoc classifiers (``--extra``, added after the confirmation result; reported, never
+thresholded): multinomial naive Bayes on word 1-2-gram counts, a linear SVM on word 1-2-gram
+TF-IDF, and logistic regression on binary word unigrams without English stop words, scored on the
+same leave-one-frame-out folds and on the confirmation hold-out.
+
 Confirmation frames (``--confirm``; run only once they were written without any classifier):
 ``confirm_holdout`` trains on the frozen 16 frames and tests on DC-01..DC-04; ``all_cv`` is
 leave-one-frame-out over all 20 frames.
@@ -113,6 +118,66 @@ def cv_rows(df: pd.DataFrame, eval_name: str, *, robustness: bool = True) -> lis
     return rows
 
 
+def _extra_models() -> dict:
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import MultinomialNB
+    from sklearn.pipeline import make_pipeline
+    from sklearn.svm import LinearSVC
+
+    return {
+        "posthoc_nb_word12_counts": lambda: make_pipeline(
+            CountVectorizer(ngram_range=(1, 2)), MultinomialNB()),
+        "posthoc_svm_word12_tfidf": lambda: make_pipeline(
+            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), LinearSVC(C=1.0)),
+        "posthoc_lr_word1_binary_nostop": lambda: make_pipeline(
+            CountVectorizer(binary=True, stop_words="english"),
+            LogisticRegression(max_iter=10_000)),
+    }
+
+
+def _extra_auroc(X, y, folds, make) -> float:
+    """Pooled AUROC over the test items of ``folds`` (macro one-vs-rest for > 2 classes)."""
+    from sklearn.metrics import roc_auc_score
+
+    classes = np.unique(y)
+    scores = np.full((len(y), len(classes)), np.nan)
+    for tr, te in folds:
+        m = make().fit(X[tr], y[tr])
+        s = m.predict_proba(X[te]) if hasattr(m, "predict_proba") else m.decision_function(X[te])
+        if s.ndim == 1:
+            s = np.vstack([-s, s]).T
+        scores[te] = s
+    idx = np.concatenate([te for _, te in folds])
+    yt, st = y[idx], scores[idx]
+    if len(classes) == 2:
+        return float(roc_auc_score(yt == classes[1], st[:, 1]))
+    return float(np.mean([roc_auc_score(yt == c, st[:, j]) for j, c in enumerate(classes)]))
+
+
+def extra_rows(d: pd.DataFrame, c: pd.DataFrame | None) -> list[dict]:
+    """Post-hoc classifiers (not pre-registered) on the frozen set and the confirmation hold-out."""
+    rows = []
+    for task in THRESHOLDS:
+        X, y, g = task_data(d, task)
+        evals = [("set_d_cv", X, y, grouped_folds(y, g), len(y), len(np.unique(g)))]
+        if c is not None:
+            Xb, yb, gb = task_data(pd.concat([d, c], ignore_index=True), task)
+            is_test = np.isin(gb, c.frame_id.unique())
+            evals.append(("confirm_holdout", Xb, yb,
+                          [(np.flatnonzero(~is_test), np.flatnonzero(is_test))],
+                          int(is_test.sum()), len(np.unique(gb[is_test]))))
+        for ev, Xe, ye, folds, n_items, n_frames in evals:
+            for name, make in _extra_models().items():
+                auroc = _extra_auroc(Xe, ye, folds, make)
+                rows.append({"eval": ev, "task": task, "baseline": name, "C": 1.0,
+                             "folds": "post hoc", "auroc": round(auroc, 4),
+                             "fold_mean": float("nan"), "threshold": THRESHOLDS[task],
+                             "passes": bool(auroc <= THRESHOLDS[task]), "preregistered": False,
+                             "n_items": n_items, "n_frames": n_frames})
+    return rows
+
+
 def holdout_rows(train: pd.DataFrame, test: pd.DataFrame) -> list[dict]:
     """Train on the frozen set, test on the confirmation frames (one fold)."""
     both = pd.concat([train, test], ignore_index=True)
@@ -137,14 +202,17 @@ def leak_table(df: pd.DataFrame, k: int = 8) -> pd.DataFrame:
     return pd.concat([t8, t2], ignore_index=True)
 
 
-def run(out: Path, *, confirm: bool = False, robustness: bool = True) -> pd.DataFrame:
+def run(out: Path, *, confirm: bool = False, robustness: bool = True,
+        extra: bool = False) -> pd.DataFrame:
     """Score the ceiling, write ``set_d_ceiling.csv`` / ``.md`` under ``out``; return the rows."""
     d = load_items(SET_D)
+    c = load_items(SET_D_CONFIRM) if confirm else None
     rows = cv_rows(d, "set_d_cv", robustness=robustness)
-    if confirm:
-        c = load_items(SET_D_CONFIRM)
+    if c is not None:
         rows += holdout_rows(d, c)
         rows += cv_rows(pd.concat([d, c], ignore_index=True), "all_cv", robustness=robustness)
+    if extra:
+        rows += extra_rows(d, c)
     res = pd.DataFrame(rows, columns=COLUMNS)
     out.mkdir(parents=True, exist_ok=True)
     res.to_csv(out / "set_d_ceiling.csv", index=False)
@@ -165,7 +233,7 @@ def render_md(res: pd.DataFrame, leaks: pd.DataFrame) -> str:
     for r in pre.itertuples():
         lines.append(f"| {r.eval} | {r.task} | {r.baseline} | {r.auroc:.3f} | {r.threshold:.2f}"
                      f" | {'yes' if r.passes else '**no**'} |")
-    rob = res[~res.preregistered]
+    rob = res[~res.preregistered & (res.folds != "post hoc")]
     if len(rob):
         lines += ["", "## Robustness (not pre-registered): maximum AUROC over C in {0.1, 10} and"
                   " 4-fold grouped splits (seeds 0-2)", "",
@@ -173,6 +241,12 @@ def render_md(res: pd.DataFrame, leaks: pd.DataFrame) -> str:
         for (ev, task, b), grp in rob.groupby(["eval", "task", "baseline"], sort=False):
             lines.append(f"| {ev} | {task} | {b} | {grp.auroc.max():.3f} |"
                          f" {int((~grp.passes).sum())}/{len(grp)} |")
+    post = res[res.folds == "post hoc"]
+    if len(post):
+        lines += ["", "## Post-hoc classifiers (added after the confirmation result; not thresholded)",
+                  "", "| eval | task | classifier | AUROC |", "|---|---|---|---|"]
+        for r in post.itertuples():
+            lines.append(f"| {r.eval} | {r.task} | {r.baseline} | {r.auroc:.3f} |")
     lines += ["", "## Top-weighted word features (word_tfidf fitted on all of Set D; diagnostic)",
               ""]
     for lab, grp in leaks.groupby("label", sort=False):
@@ -187,8 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--confirm", action="store_true",
                     help="also score the confirmation frames (holdout and all-frame CV)")
     ap.add_argument("--no-robustness", action="store_true")
+    ap.add_argument("--extra", action="store_true",
+                    help="also score the post-hoc classifiers (not pre-registered)")
     args = ap.parse_args(argv)
-    res = run(args.out, confirm=args.confirm, robustness=not args.no_robustness)
+    res = run(args.out, confirm=args.confirm, robustness=not args.no_robustness,
+              extra=args.extra)
     pre = res[res.preregistered]
     print(pre[["eval", "task", "baseline", "auroc", "threshold", "passes"]].to_string(index=False))
     return 0
