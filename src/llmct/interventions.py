@@ -30,7 +30,7 @@ import torch
 from .arch import SitePoint, canonical_site, get_adapter
 from .capture import resolve_layers
 from .errors import CaptureError
-from .hooks import Hooks, first_tensor
+from .hooks import Hooks
 from .positions import batch_readout, readouts_for_item
 from .runner import cache_is_croppable, fresh_cache, model_device, pad_batch, pad_id, prepare
 from .runner import forward as run_forward
@@ -234,8 +234,9 @@ def readout_logits(model, tokenizer, inputs: Sequence, intervention: Interventio
     if any(len(r) != 1 or isinstance(r[0], tuple) for r in readouts):
         raise CaptureError("readout_logits reads one token per item")
     side = padding_side or getattr(tokenizer, "padding_side", None) or "right"
-    blocks = get_adapter(model).block_list(model)
-    layers = resolve_layers(list(hidden_layers), len(blocks)) if len(hidden_layers) else []
+    adapter = get_adapter(model)
+    n_layers = adapter.n_layers(model)
+    layers = resolve_layers(list(hidden_layers), n_layers) if len(hidden_layers) else []
     pad, device = pad_id(tokenizer, model), model_device(model)
     logits, hidden = [None] * len(token_ids), {la: [None] * len(token_ids) for la in layers}
     for start in range(0, len(token_ids), batch_size):
@@ -245,8 +246,9 @@ def readout_logits(model, tokenizer, inputs: Sequence, intervention: Interventio
         got: dict[int, torch.Tensor] = {}
         with Hooks() as hooks, _enter(intervention, items), torch.inference_mode():
             for la in layers:  # readers run after every edit of the same site
-                hooks.forward(blocks[la], lambda m, a, o, la=la, got=got, plan=plan:
-                              got.__setitem__(la, plan.reduce(first_tensor(o)).cpu()))
+                hooks.read(adapter.site(model, "hidden_out", la),
+                           lambda h, la=la, got=got, plan=plan: got.__setitem__(
+                               la, plan.reduce(h).cpu()))
             out = run_forward(model, ids.to(device), mask.to(device))
         batch_logits = plan.reduce(out.logits).cpu()
         for r, i in enumerate(items):
@@ -289,7 +291,8 @@ class PrefixCache:
         self.copies = int(copies)
         self.copy_cache = bool(copy_cache)
         self.pad, self.device = pad_id(tokenizer, model), model_device(model)
-        self.blocks = get_adapter(model).block_list(model)
+        self.adapter = get_adapter(model)
+        self.blocks = self.adapter.block_list(model)
         order = sorted(range(len(self.token_ids)), key=lambda i: -len(self.token_ids[i]))
         self.batches = [order[k: k + batch_size] for k in range(0, len(order), batch_size)]
         self._state: list[dict | None] = [None] * len(self.batches)
@@ -337,8 +340,9 @@ class PrefixCache:
             try:
                 with Hooks() as hooks, _enter(intervention, items), torch.inference_mode():
                     for la in layers:
-                        hooks.forward(self.blocks[la], lambda m, a, o, la=la, got=got:
-                                      got.__setitem__(la, first_tensor(o)[:, -1].float().cpu()))
+                        hooks.read(self.adapter.site(self.model, "hidden_out", la),
+                                   lambda h, la=la, got=got: got.__setitem__(
+                                       la, h[:, -1].float().cpu()))
                     out = self._last_token(st, cache)
                 ok = True
             finally:
