@@ -5,8 +5,9 @@ Registry columns: ``doc`` (Markdown file), ``quote`` (text that must appear in i
 normalised), ``csv`` (the file the numbers come from), ``where`` (a pandas query selecting rows,
 in file order), ``column`` (``|``-separated value specs, matched in order to the numbers in the
 quote: ``name`` = the column of the first selected row, ``name*k`` = that column of the first k
-rows, ``count`` = the number of selected rows). Numbers in the quote after the last spec are
-context (e.g. a total) and are not checked.
+rows, ``count`` = the number of selected rows, ``constN`` = the number N quoted as such, e.g. the
+"2" of "v2"). Numbers in the quote after the last spec are context (e.g. a total) and are not
+checked.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def _expected(frame: pd.DataFrame, spec: str) -> list[float]:
     for part in spec.split("|"):
         if part == "count":
             values.append(float(len(frame)))
+            continue
+        if part.startswith("const"):
+            values.append(float(part[len("const"):]))
             continue
         name, _, k = part.partition("*")
         values.extend(float(v) for v in frame[name].iloc[: int(k or 1)])
