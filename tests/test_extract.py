@@ -177,7 +177,7 @@ def test_experiments_run_end_to_end(embedded, tmp_path, capsys):
     res = pd.read_csv(tmp_path / "02_probes" / "probe_results.csv")
     assert {"model", "train_set", "test_set", "source", "layer", "depth", "auroc", "auroc_std",
             "control"} <= set(res.columns)
-    assert set(res.control) == {"none", "shuffled", "text_tfidf"}
+    assert {"none", "shuffled", "text_tfidf"} <= set(res.control)  # + other text-only baselines
     assert {("set_a", "set_a"), ("set_a", "set_b")} <= set(zip(res.train_set, res.test_set, strict=True))
     scored = pd.read_csv(tmp_path / "03_binary" / "scored_sets.csv")
     assert set(scored.scored) == {"set_a (emotional)", "set_c (neutral)"}
