@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from llmct.errors import StoreError
 from llmct.scan.metrics import cosine, jaccard_topk, mae, topk_mask
 from llmct.scan.run import run_scan
 from llmct.scan.scenario import ScenarioError, load_scenario, parse_scenario
@@ -88,7 +89,11 @@ def test_scan_writes_everything_and_never_overwrites(embedded, tmp_path):
     assert (tmp_path / "lib.safetensors").stat().st_size < 1_000_000
     small = sc.model_copy(deep=True)
     small.capture.layers = [0, -1]
-    again = run_scan(small, out=tmp_path / "scan", model_and_tokenizer=embedded, report=False)
+    with pytest.raises(StoreError, match="scan exists; pass --overwrite or another --out"):
+        run_scan(small, out=tmp_path / "scan", model_and_tokenizer=embedded, report=False)
+    # a default folder (not named by the user) gets a timestamped sibling instead
+    again = run_scan(small, out=tmp_path / "scan", model_and_tokenizer=embedded, report=False,
+                     explicit_out=False)
     assert again != out and again.name.startswith("scan-")  # a new folder, nothing replaced
     assert (out / "metrics.csv").exists()
 
