@@ -178,7 +178,7 @@ def test_neutral_counts_fields_and_ids(v1, neutral):
     for r in neutral:
         missing = [k for k in REQUIRED_NEUTRAL if k not in r]
         assert not missing, f"{r.get('id')}: missing {missing}"
-        assert re.fullmatch(rf"N-en-{r['topic']}-\d+", r["id"]), r["id"]
+        assert re.fullmatch(rf"NS-en-{r['topic']}-\d+", r["id"]), r["id"]
         assert (r["label"], r["set"], r["language"]) == ("neutral", "neutral_stories", "en")
         assert "valence" not in r or r["valence"] == 0
 

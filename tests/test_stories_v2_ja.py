@@ -194,7 +194,7 @@ def test_neutral_fields_counts_and_ids(neutral):
         assert set(r) == set(NEUTRAL_FIELDS), f"{r.get('id')}: fields {sorted(r)}"
         assert r["label"] == "neutral" and r["set"] == "neutral_stories", r["id"]
         assert r["language"] == "ja" and r["topic"] in TOPICS, r["id"]
-        assert r["id"].startswith(f"N-ja-{r['topic']}-"), r["id"]
+        assert r["id"].startswith(f"NS-ja-{r['topic']}-"), r["id"]
     ids = [r["id"] for r in neutral]
     assert len(ids) == len(set(ids)), "duplicate neutral ids"
     assert len(neutral) >= 32

@@ -43,10 +43,11 @@ def main(argv=None) -> int:
     ext = get_activations(EXP_DIR, args, stimuli)
     if ext is None:
         return 0
-    results = run_probe_suite(ext, stimuli, args, plan)
+    peaks: list[dict] = []
+    results = run_probe_suite(ext, stimuli, args, plan, peaks_out=peaks)
     out.record("run.json", run_record(args, left_out=plan.left_out,
                                       transfers=[f"{a}->{b}" for a, b, _ in plan.transfers]))
-    summary = probes.summarise(results, ext.n_layers)
+    summary = probes.summarise(results, ext.n_layers, peak_ci=peaks)
     summary.insert(0, "model", args.model)
     out.csv("probe_results.csv", results)
     out.csv("probe_summary.csv", summary)
@@ -61,7 +62,8 @@ def main(argv=None) -> int:
     cols = ["train_set", "test_set", "source", "max_auroc", "argmax_layer", "first_within_layer",
             "first_within_depth", "layer0_auroc", "shuffled_mean", "text_tfidf_auroc",
             "text_word_tfidf_auroc", "text_char_tfidf_auroc", "text_stylometric_auroc",
-            "probe_minus_best_text"]
+            "probe_minus_best_text", "argmax_lo", "argmax_hi", "first_within_lo",
+            "first_within_hi", "p_max_over_layers"]
     print(summary[[c for c in cols if c in summary]].round(3).to_string(index=False))
     return 0
 

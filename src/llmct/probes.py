@@ -126,10 +126,21 @@ def score_auroc(y, proba: np.ndarray, classes) -> float:
 
 
 @single_threaded_blas
-def cv_auroc(X: np.ndarray, y, folds: Folds, *, C: float = 1.0) -> np.ndarray:
-    """Held-out AUROC of each fold (``[n_folds]``)."""
+def cv_auroc(X: np.ndarray, y, folds: Folds, *, C: float = 1.0,
+             oof: np.ndarray | None = None) -> np.ndarray:
+    """Held-out AUROC of each fold (``[n_folds]``). With ``oof`` (``[n, k]``, columns in sorted
+    label order) the held-out class probabilities of every item are written into it, from the
+    same fits (no refitting), for item-level resampling (:mod:`llmct.layer_peaks`)."""
     y = np.asarray(y)
-    return np.array([fit_probe(X[tr], y[tr], C=C).auroc(X[te], y[te]) for tr, te in folds])
+    classes = np.unique(y)
+    scores = []
+    for tr, te in folds:
+        probe = fit_probe(X[tr], y[tr], C=C)
+        proba = probe.predict_proba(X[te])
+        scores.append(score_auroc(y[te], proba, probe.classes))
+        if oof is not None:
+            oof[np.ix_(te, np.searchsorted(classes, probe.classes))] = proba
+    return np.array(scores)
 
 
 def shuffled(y, seed: int = SEED) -> np.ndarray:
@@ -152,13 +163,19 @@ def layer_sweep(
     n_layers: int,
     control: str = "none",
     C: float = 1.0,
+    oof: dict[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """CV AUROC for every source and layer: rows ``source, layer, depth, auroc, auroc_std,
-    n_folds, control``. ``acts[source]`` is ``[n, len(layers), d]``."""
+    n_folds, control``. ``acts[source]`` is ``[n, len(layers), d]``. ``oof`` (a dict) receives
+    ``oof[source]``: ``[len(layers), n, k]`` out-of-fold probabilities from the same fits."""
     rows = []
+    n_classes = len(np.unique(np.asarray(y)))
     for source, arr in acts.items():
+        if oof is not None:
+            oof[source] = np.full((len(layers), len(arr), n_classes), np.nan)
         for j, layer in enumerate(layers):
-            scores = cv_auroc(arr[:, j], y, folds, C=C)
+            scores = cv_auroc(arr[:, j], y, folds, C=C,
+                              oof=None if oof is None else oof[source][j])
             rows.append({"source": source, "layer": int(layer), "depth": depth(layer, n_layers),
                          "auroc": float(np.mean(scores)), "auroc_std": float(np.std(scores)),
                          "n_folds": len(folds), "control": control})
@@ -365,6 +382,8 @@ def probe_suite(
     C: float = 1.0,
     plan: ProbePlan | None = None,
     groups=None,
+    peaks_out: list[dict] | None = None,
+    n_boot: int = 1000,
 ) -> pd.DataFrame:
     """Within-set CV probes for every set, and transfer for each ``(train, test)`` pair, each with
     its shuffled-label control and its text-only TF-IDF baseline on the same folds.
@@ -383,6 +402,11 @@ def probe_suite(
     text-only baselines of :mod:`llmct.text_baselines` (``text_word_tfidf``, ``text_char_tfidf``,
     ``text_stylometric``) are scored on the probe's own folds, as per-fold mean AUROC like the
     probe, so that "the probe beats every text-only baseline" compares like with like.
+
+    ``peaks_out`` (a list) receives one row per within-set probe and source: bootstrap intervals
+    over items of the argmax and first-within-tolerance layers, and the max-over-layers
+    permutation test against shuffled labels (:mod:`llmct.layer_peaks`; ``n_boot`` resamples and
+    permutations), from the out-of-fold probabilities of the same fits.
     """
     labels, sets = np.asarray(labels), np.asarray(sets)
     texts = np.asarray(list(texts), dtype=object)
@@ -412,8 +436,12 @@ def probe_suite(
         sub = {s: a[idx] for s, a in acts.items()}
         n_test = len(idx) // len(folds)
         k = len(np.unique(y))
-        tag(layer_sweep(sub, y, folds, layers=layers, n_layers=n_layers, C=C),
+        oof: dict[str, np.ndarray] = {}
+        tag(layer_sweep(sub, y, folds, layers=layers, n_layers=n_layers, C=C,
+                        oof=oof if peaks_out is not None else None),
             name, name, len(idx) - n_test, n_test, k)
+        if peaks_out is not None:
+            peaks_out += peak_rows(oof, y, layers, name, n_boot=n_boot)
         tag(layer_sweep(sub, shuffled(y), folds, layers=layers, n_layers=n_layers,
                         control="shuffled", C=C), name, name, len(idx) - n_test, n_test, k)
         text = text_cv_auroc(texts[idx], y, folds, C=C)
@@ -446,6 +474,23 @@ def _text_row(value: float, std: float, n_folds: int, control: str = "text_tfidf
 TEXT_BASELINES = ("word_tfidf", "char_tfidf", "stylometric")
 
 
+def peak_rows(oof: dict[str, np.ndarray], y, layers: Sequence[int], set_name: str, *,
+              n_boot: int = 1000) -> list[dict]:
+    """Per source: item-bootstrap intervals of the peak layers and the max-over-layers
+    permutation p (see :mod:`llmct.layer_peaks`), tagged with the set."""
+    from .layer_peaks import max_layer_permutation, peak_intervals
+
+    classes = np.unique(np.asarray(y))
+    rows = []
+    for source, proba in oof.items():
+        observed, p, null95 = max_layer_permutation(proba, y, classes, n_perm=n_boot)
+        rows.append({"train_set": set_name, "test_set": set_name, "source": source,
+                     **peak_intervals(proba, y, classes, layers, n_boot=n_boot),
+                     "pooled_max_auroc": observed, "p_max_over_layers": p,
+                     "null_max_95": null95})
+    return rows
+
+
 def text_baseline_rows(texts, y, folds: Folds, groups=None, *, C: float = 1.0) -> list[dict]:
     """One row per :data:`TEXT_BASELINES` baseline scored on ``folds`` (per-fold mean AUROC and
     its std, as :func:`cv_auroc` scores the probe); ``control`` = ``text_<baseline>``."""
@@ -461,10 +506,12 @@ def text_baseline_rows(texts, y, folds: Folds, groups=None, *, C: float = 1.0) -
     return rows
 
 
-def summarise(results: pd.DataFrame, n_layers: int, tol: float = PEAK_TOL) -> pd.DataFrame:
+def summarise(results: pd.DataFrame, n_layers: int, tol: float = PEAK_TOL,
+              peak_ci: Sequence[dict] | None = None) -> pd.DataFrame:
     """Headline row per (train_set, test_set, source) of a :func:`probe_suite` frame: peak under
     both rules, the layer-0 baseline, the shuffled-label control (mean and max over layers) and
-    the text-only baseline."""
+    the text-only baselines; with ``peak_ci`` (from ``probe_suite(peaks_out=...)``) also the
+    intervals over items of the peak layers and the max-over-layers permutation test."""
     probe = results[results.control == "none"]
     peaks = peak_table(probe, ["train_set", "test_set", "source"], n_layers, tol)
     out = []
@@ -486,7 +533,11 @@ def summarise(results: pd.DataFrame, n_layers: int, tol: float = PEAK_TOL) -> pd
                     "shuffled_max": float(shuf.max()) if len(shuf) else np.nan,
                     **text_cols,
                     "probe_minus_best_text": row.max_auroc - best_text})
-    return pd.DataFrame(out)
+    frame = pd.DataFrame(out)
+    if peak_ci:
+        frame = frame.merge(pd.DataFrame(list(peak_ci)), on=["train_set", "test_set", "source"],
+                            how="left")
+    return frame
 
 
 __all__ = [

@@ -354,18 +354,19 @@ def plan_probes(stimuli, args, *, name: str | None = None):
     return plan
 
 
-def run_probe_suite(ext: Extraction, stimuli, args, plan=None):
+def run_probe_suite(ext: Extraction, stimuli, args, plan=None, peaks_out=None):
     """:func:`llmct.probes.probe_suite` on one extraction, tagged with model and prompt
     (``plan``: from :func:`plan_probes`, computed here if not given). Folds are grouped by
     ``frame_id`` where the stimuli have one (Set D: the nine versions of a frame never straddle
-    training and test)."""
+    training and test). ``peaks_out``: a list receiving the peak-layer intervals (see
+    :func:`llmct.probes.peak_rows`)."""
     from . import probes
 
     plan = plan or plan_probes(stimuli, args)
     results = probes.probe_suite(
         ext.acts, [s.label for s in stimuli], [s.set for s in stimuli], [s.text for s in stimuli],
         layers=ext.layers, n_layers=ext.n_layers, exclude_labels=args.exclude_labels, plan=plan,
-        groups=[s.frame_id for s in stimuli])
+        groups=[s.frame_id for s in stimuli], peaks_out=peaks_out)
     results.insert(0, "prompt", ext.manifest["prompt"])
     results.insert(0, "model", args.model)
     return results

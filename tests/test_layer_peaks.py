@@ -1,0 +1,65 @@
+"""llmct.layer_peaks: where the best layer is, with an interval over items, and a max-over-layers
+permutation test; wired into the probe suite's summary."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from llmct import probes
+from llmct.layer_peaks import max_layer_permutation, peak_intervals, pooled_auroc_by_layer
+
+
+def _proba(signal_by_layer, n=90, k=3, seed=0):
+    """Out-of-fold-like probabilities [L, n, k] whose label signal per layer is given."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(k), n // k)
+    out = []
+    for s in signal_by_layer:
+        logits = rng.normal(size=(len(y), k)) + s * np.eye(k)[y]
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        out.append(e / e.sum(1, keepdims=True))
+    return np.stack(out), y
+
+
+def test_pooled_auroc_matches_sklearn():
+    proba, y = _proba([0.5, 2.0])
+    for j in range(2):
+        assert pooled_auroc_by_layer(proba, y, np.arange(3))[j] == pytest.approx(
+            roc_auc_score(y, proba[j], multi_class="ovr", average="macro"))
+
+
+def test_a_clear_peak_has_a_narrow_interval_and_a_plateau_a_wide_one():
+    proba, y = _proba([0.0, 0.5, 4.0, 0.5, 0.0])
+    sharp = peak_intervals(proba, y, np.arange(3), [0, 1, 2, 3, 4], n_boot=300)
+    assert sharp["argmax_lo"] == sharp["argmax_hi"] == 2
+    assert sharp["argmax_stability"] > 0.95 and sharp["ci_unit"] == "items"
+    proba, y = _proba([3.0] * 6, seed=1)
+    flat = peak_intervals(proba, y, np.arange(3), list(range(6)), n_boot=300)
+    assert flat["argmax_hi"] - flat["argmax_lo"] >= 2
+    assert flat["argmax_stability"] < 0.6
+
+
+def test_max_over_layers_permutation():
+    proba, y = _proba([0.0, 0.0, 2.0])
+    observed, p, null95 = max_layer_permutation(proba, y, np.arange(3), n_perm=300)
+    assert p < 0.01 and observed > null95
+    proba, y = _proba([0.0] * 8, seed=2)
+    observed, p, null95 = max_layer_permutation(proba, y, np.arange(3), n_perm=300)
+    assert p > 0.05  # the best of 8 null layers is no evidence
+
+
+def test_probe_suite_reports_peak_intervals_in_the_summary():
+    rng = np.random.default_rng(3)
+    y = np.repeat(["a", "b"], 20)
+    X = rng.normal(size=(40, 3, 5)).astype(np.float32)
+    X[:, 2, 0] += 3.0 * (y == "b")  # the label lives in layer 2 only
+    peaks: list[dict] = []
+    texts = [f"note number {i}" for i in range(40)]
+    res = probes.probe_suite({"hidden_out": X}, y, ["s"] * 40, texts, layers=[0, 1, 2],
+                             n_layers=3, transfers=None, peaks_out=peaks, n_boot=200)
+    summary = probes.summarise(res, n_layers=3, peak_ci=peaks)
+    row = summary.iloc[0]
+    assert row.argmax_layer == 2 and row.argmax_lo == row.argmax_hi == 2
+    assert row.p_max_over_layers < 0.01
