@@ -252,3 +252,12 @@ def test_cli_scans_a_folder(tiny_chat_model, tmp_path, monkeypatch, capsys):
     assert "exists" in capsys.readouterr().err
     assert main(["scan", str(folder), "--out", str(tmp_path / "o2"), "--save-library", "x"]) == 2
     assert "--save-library takes one scenario" in capsys.readouterr().err
+
+
+def test_a_folder_with_one_scenario_points_at_its_sub_folders(tmp_path, monkeypatch):
+    _write_population(tmp_path / "scenarios" / "pop")
+    (tmp_path / "scenarios" / "single.yaml").write_text(_scenario("single", CONVS["arc_one"]))
+    monkeypatch.setattr(pop, "load_model", _no_model)
+    with pytest.raises(ScenarioError, match=r"sub-folders are not searched; scenario folders "
+                       r"there: .*scenarios/pop"):
+        pop.run_population([tmp_path / "scenarios"], out=tmp_path / "out")

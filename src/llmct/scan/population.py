@@ -79,8 +79,12 @@ def load_population(paths: list[Path]) -> list[tuple[Path, Scenario]]:
             first file that differs from the first one (naming both and the block).
     """
     if len(paths) < 2:
+        sub = sorted({str(f.parent) for p in paths for f in p.parent.glob("*/*.y*ml")})
+        hint = (f" (sub-folders are not searched; scenario folders there: {', '.join(sub)})"
+                if sub else "")
         raise ScenarioError(f"a population needs at least 2 scenarios to pool, got {len(paths)} "
-                            f"({', '.join(map(str, paths)) or 'none'}); scan one file on its own")
+                            f"({', '.join(map(str, paths)) or 'none'}); scan one file on its own"
+                            + hint)
     loaded = [(p, load_scenario(p)) for p in paths]
     first_path, first = loaded[0]
     names: dict[str, Path] = {}
@@ -324,9 +328,10 @@ def render_population_html(out_dir: Path) -> str:
               f"<div class=\"ci\">n = {_e(f.get('n_units'))} {_e(f.get('ci_unit'))}</div>")
         h.append(f"<tr><td><b>{_e(f['title'])}</b><div class=\"mono\">{_e(f['id'])}</div></td>"
                  f"<td>{_e(f.get('seed_claim'))}</td>"
-                 f"<td class=\"num\">{_e(_num(f.get('value')))} {_e(f.get('unit'))}{ci}</td>"
+                 f"<td class=\"val\"><b>{_e(_num(f.get('value')))}</b> {_e(f.get('unit'))}{ci}</td>"
                  f"<td>{_strip_svg(vals, f)}</td><td>{_badge(f['verdict'])}</td>"
-                 f"<td>{_e(f.get('control') or f.get('reason'))}</td><td>{_e(f.get('detail'))}</td></tr>")
+                 f"<td class=\"note\">{_e(f.get('control') or f.get('reason'))}</td>"
+                 f"<td class=\"detail\">{_e(f.get('detail'))}</td></tr>")
     h.append("</tbody></table></div></section>")
     h.append('<section id="conversations"><h2>Conversations compared</h2><p>One row per '
              "conversation: each finding's headline value in that conversation (its interval, over "
