@@ -37,23 +37,25 @@ def _child(name: str) -> None:
     rss_after_import = peak_rss_mb()
     spec = models.embedded_model(name)
     was_cached = (models.cache_dir() / spec.cache_name / "model.safetensors").exists()
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     models.embedded_model_dir(name)  # conversion when not cached, else a stat
-    convert_s = time.perf_counter() - t
-    t = time.perf_counter()
+    convert_s, convert_cpu_s = time.perf_counter() - t, time.process_time() - c
+    t, c = time.perf_counter(), time.process_time()
     model, tok = llmct.load_model(name, dtype="float32", device="cpu")
-    load_s = time.perf_counter() - t
+    load_s, load_cpu_s = time.perf_counter() - t, time.process_time() - c
     ids = tok("The weather today is", return_tensors="pt")
     with torch.no_grad():
         model(**ids)  # one forward: the model is really usable
     peak = peak_rss_mb()
     del model, tok
     # The same load again in this process: files only, transformers' lazy imports already done.
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     llmct.load_model(name, dtype="float32", device="cpu")
-    reload_s = time.perf_counter() - t
+    reload_s, reload_cpu_s = time.perf_counter() - t, time.process_time() - c
     print(json.dumps({"was_cached": was_cached, "import_s": import_s, "convert_s": convert_s,
                       "load_s": load_s, "total_s": convert_s + load_s, "reload_s": reload_s,
+                      "convert_cpu_s": convert_cpu_s, "load_cpu_s": load_cpu_s,
+                      "reload_cpu_s": reload_cpu_s,
                       "peak_rss_mb": peak, "rss_after_import_mb": rss_after_import}))
 
 
@@ -84,11 +86,16 @@ def bench_model(name: str, rounds: int) -> dict:
         "n_params": spec.n_params, "gguf_bytes": models._gguf_bytes(spec),
         "first_load": {"convert_s": first["convert_s"], "load_after_convert_s": first["load_s"],
                        "total_s": first["total_s"], "peak_rss_mb": first["peak_rss_mb"],
+                       "convert_cpu_s": first["convert_cpu_s"],
+                       "total_cpu_s": first["convert_cpu_s"] + first["load_cpu_s"],
                        "import_s": first["import_s"]},
         "cached_load": {"median_s": statistics.median(loads), "min_s": min(loads),
                         "runs": len(loads), "times_s": loads,
+                        "cpu_median_s": statistics.median(c["load_cpu_s"] for c in cached),
                         "reload_same_process_median_s":
                             statistics.median(c["reload_s"] for c in cached),
+                        "reload_same_process_cpu_median_s":
+                            statistics.median(c["reload_cpu_s"] for c in cached),
                         "peak_rss_mb_median": statistics.median(c["peak_rss_mb"] for c in cached),
                         "rss_after_import_mb_median":
                             statistics.median(c["rss_after_import_mb"] for c in cached),
@@ -118,14 +125,17 @@ def main() -> None:
     results = [bench_model(n, args.rounds) for n in names]
     for r in results:
         print(f"{r['model']}: first load {r['first_load']['total_s']:.1f} s "
+              f"(CPU {r['first_load']['total_cpu_s']:.1f} s) "
               f"(convert {r['first_load']['convert_s']:.1f} s), cached load "
-              f"{r['cached_load']['median_s']:.1f} s (again in-process "
+              f"{r['cached_load']['median_s']:.1f} s (CPU {r['cached_load']['cpu_median_s']:.1f} s; "
+              "again in-process "
               f"{r['cached_load']['reload_same_process_median_s']:.1f} s), peak RSS cached "
               f"{r['cached_load']['peak_rss_mb_median']:.0f} MB, cache {r['cache_bytes'] / 1e6:.0f} MB")
     path = write_result("embedded_models", {
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "load_average_before_after": [list(load_before), list(os.getloadavg())],
-        "note": "each load is a fresh process on an empty (first_load) or filled (cached_load) "
+        "note": "*_s is wall-clock time, *_cpu_s the process's CPU time (user + system, less "
+                "sensitive to other jobs on the machine); each load is a fresh process on an empty (first_load) or filled (cached_load) "
                 "temporary LLMCT_CACHE, fp32 on CPU; load times include transformers' lazy "
                 "imports of the tokenizer and model classes (import_s is torch + llmct only); "
                 "reload_same_process is a second load in the same process (files only); "
