@@ -525,9 +525,13 @@ def conversation_finding(spec: Spec, d: ScanArrays, *, n_boot: int = N_BOOT, see
     return _assemble(spec, q, ctx, ci_unit, n, extra)
 
 
-def all_findings(m, sources, labels, roles, tags, *, position: str = "message_end",
-                 m_assistant: dict | None = None, endings: list | None = None) -> list[dict]:
+def all_findings(m: dict[str, np.ndarray], sources: list[str], labels: list[str],
+                 roles: list[str], tags: list[str | None], *, position: str = "message_end",
+                 m_assistant: dict[str, np.ndarray] | None = None,
+                 endings: list[str | None] | None = None) -> list[dict]:
     """Every finding of :data:`SPECS` on one conversation (see :func:`conversation_finding`).
+    Findings that cannot be measured come back as ``not testable here`` with a ``reason``; this
+    function raises nothing for missing roles, tags or sources.
 
     ``m`` / ``m_assistant``: metric -> ``[S, R, K, L]`` arrays, references rendered as user /
     assistant messages; ``roles``/``tags``/``endings``: one per snapshot."""
