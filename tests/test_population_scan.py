@@ -260,3 +260,22 @@ def test_a_folder_with_one_scenario_points_at_its_sub_folders(tmp_path, monkeypa
     with pytest.raises(ScenarioError, match=r"sub-folders are not searched; scenario folders "
                        r"there: .*scenarios/pop"):
         pop.run_population([tmp_path / "scenarios"], out=tmp_path / "out")
+
+
+def test_references_are_computed_once_for_the_population(tiny_chat_model, tmp_path, monkeypatch):
+    """One model load and one pass over the shared references and baseline, in each rendering
+    (user, assistant), however many conversations there are."""
+    from llmct.scan import run as scan_run
+
+    calls = []
+    real = scan_run.single_message_states
+
+    def counting(*a, **k):
+        calls.append(k.get("role", "user"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(scan_run, "single_message_states", counting)
+    folder = _write_population(tmp_path / "pop")
+    pop.run_population([folder], out=tmp_path / "o", model_and_tokenizer=tiny_chat_model,
+                       report=False, n_boot=50)
+    assert sorted(calls) == ["assistant", "assistant", "user", "user"]
