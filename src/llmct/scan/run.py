@@ -173,11 +173,13 @@ def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Pa
     cache = {} if reference_cache is None else reference_cache
 
     def states(texts, role="user"):
+        """(states, tokens processed now): 0 tokens when reused from ``reference_cache``."""
         key = (role, tuple(texts), system, tuple(sources), tuple(layers), position)
-        if key not in cache:
-            cache[key] = single_message_states(model, tokenizer, list(texts), system,
-                                               sources=sources, layers=layers,
-                                               position=position, role=role)
+        if key in cache:
+            return cache[key][0], 0
+        cache[key] = single_message_states(model, tokenizer, list(texts), system,
+                                           sources=sources, layers=layers,
+                                           position=position, role=role)
         return cache[key]
 
     with timer("references"):
