@@ -65,3 +65,41 @@ def test_quoted_number_matches_its_file(claim):
 
 def test_registry_is_not_empty():
     assert len(_claims()) >= 15
+
+
+VERDICTS = ("reproduced", "reproduced, but a control explains it", "partly", "not reproduced",
+            "not testable here", "not tested")
+
+
+def _count_verdicts(text: str) -> dict[str, dict[str, int]]:
+    """Per ``## N.`` section, rows by the first bold verdict of their last cell."""
+    pattern = re.compile(r"\*\*(" + "|".join(sorted(map(re.escape, VERDICTS), key=len,
+                                                     reverse=True)) + r")\*\*")
+    counts: dict[str, dict[str, int]] = {}
+    section = None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            section = line[3:].split(" ", 1)[0] if line[3:4].isdigit() else None
+        elif section and line.startswith("| ") and not line.startswith(("| claim", "|---")):
+            match = pattern.search(line.rstrip(" |").split(" | ")[-1])
+            verdict = match.group(1) if match else "no verdict"
+            counts.setdefault(section, {}).setdefault(verdict, 0)
+            counts[section][verdict] += 1
+    return counts
+
+
+def test_verdict_count():
+    """The verdict-count table of docs/reproducing.md equals a recount of its tables."""
+    text = (ROOT / "docs" / "reproducing.md").read_text(encoding="utf-8")
+    body, _, tail = text.partition("## Verdict count")
+    counts = _count_verdicts(body)
+    columns = [*VERDICTS, "no verdict"]
+    rows = [line for line in tail.split("## Caveats")[0].splitlines()
+            if re.match(r"\| \d\.", line)]
+    assert len(rows) == len(counts) == 3
+    for line in rows:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        section = cells[0].split(" ")[0]
+        stated = dict(zip(columns, map(int, cells[1:]), strict=True))
+        found = {c: counts[section].get(c, 0) for c in columns}
+        assert stated == found, f"section {section}: table says {stated}, rows give {found}"
