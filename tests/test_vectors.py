@@ -108,8 +108,28 @@ def test_story_activations_cache_and_resume(llama, tmp_path):
     again = story_activations(tmp_path, stimuli, load=None, mean_from=4)  # all cached
     np.testing.assert_allclose(again.acts["hidden_out"], both.acts["hidden_out"])
     assert again.manifest["position"] == "mean(from=4)"
-    with pytest.raises(StoreError, match="pooled"):
+    with pytest.raises(StoreError, match="position differ"):
         story_activations(tmp_path, stimuli, load=None, mean_from=3)
+
+
+def test_story_store_of_another_model_is_refused_before_reading(llama, tmp_path):
+    """A finished story store is checked on every read: another model's name is refused, naming
+    both identities, and nothing is loaded (issue: a store can never mix models)."""
+    stimuli = [(f"s{i}", " ".join(map(str, t))) for i, t in enumerate(seqs(2, 10, 14, seed=5))]
+
+    class Tok:
+        def __call__(self, text, add_special_tokens=True):
+            return {"input_ids": [int(x) for x in text.split()]}
+
+    story_activations(tmp_path, stimuli, load=lambda: (llama, Tok()), mean_from=4,
+                      model_name="tiny-a", progress=False)
+
+    def must_not_load():
+        raise AssertionError("the model was loaded before the store was checked")
+
+    with pytest.raises(StoreError, match=r"model differ.*model=tiny-a.*model=tiny-b"):
+        story_activations(tmp_path, stimuli, load=must_not_load, mean_from=4,
+                          model_name="tiny-b")
 
 
 def _meta():

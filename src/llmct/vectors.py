@@ -92,6 +92,20 @@ def _stored(folder: Path) -> set[tuple[str, str]]:
     return done
 
 
+def check_story_store(folder: Path, model_name: str | None, mean_from: int) -> None:
+    """Refuse a story-activation folder whose chunks were made by other weights or pooled by
+    another rule (the weights' fingerprint is computed from their files, without loading)."""
+    from .extract import check_store
+    from .models import weights_fingerprint
+
+    if not folder.is_dir():
+        return
+    check_store(folder, {"model": model_name,
+                         "model_fingerprint": weights_fingerprint(model_name) if model_name
+                         else None,
+                         "position": describe_position("mean", mean_from), "prompt": "text"})
+
+
 def story_activations(folder: str | Path, stimuli, *, load: Callable[[], tuple] | None,
                       mean_from: int = MEAN_FROM, batch_size: int = 4, chunk_size: int = 32,
                       model_name: str | None = None, progress: bool = True) -> Extraction:
@@ -101,8 +115,15 @@ def story_activations(folder: str | Path, stimuli, *, load: Callable[[], tuple] 
     ``load()`` returns ``(model, tokenizer)`` and is called only if something must be extracted.
     Each finished chunk is written atomically with a manifest (model, fingerprint, pooling), so an
     interrupted run resumes; the result is an :class:`llmct.extract.Extraction` in input order.
+    Before anything is read or extracted, every stored chunk is checked against this run's
+    identity (model weights, pooling rule), so a folder of another model is refused.
+
+    Raises:
+        StoreError: a chunk of another model or pooling (both identities named), or activations
+            missing with no ``load``.
     """
     folder = Path(folder)
+    check_story_store(folder, model_name, mean_from)
     pairs = _pairs(stimuli)
     todo = [(i, t) for i, t in pairs if (i, text_digest(t)) not in _stored(folder)]
     if todo:
