@@ -63,3 +63,11 @@ def test_probe_suite_reports_peak_intervals_in_the_summary():
     row = summary.iloc[0]
     assert row.argmax_layer == 2 and row.argmax_lo == row.argmax_hi == 2
     assert row.p_max_over_layers < 0.01
+
+
+def test_layer_intervals_are_layers():
+    """The interval of a resampled layer number is a pair of layers, never a value in between."""
+    proba, y = _proba([2.0, 2.1, 2.0, 2.1], seed=4)
+    out = peak_intervals(proba, y, np.arange(3), [3, 5, 7, 9], n_boot=200)
+    for key in ("argmax_lo", "argmax_hi", "first_within_lo", "first_within_hi"):
+        assert out[key] in (3, 5, 7, 9)

@@ -24,8 +24,6 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.stats import rankdata
 
-from .stats import percentile_ci
-
 PEAK_TOL = 0.005
 
 
@@ -49,6 +47,17 @@ def pooled_auroc_by_layer(proba: np.ndarray, y, classes) -> np.ndarray:
     if not per_class:
         return np.full(proba.shape[0], np.nan)
     return np.mean(per_class, axis=0)
+
+
+def _layer_interval(layers: Sequence[int], ci: float) -> tuple[float, float]:
+    """Percentile interval of resampled layer numbers that is itself a pair of layers (the lower
+    bound rounded down, the upper up: no interpolation between layers)."""
+    values = np.asarray(layers, dtype=float)
+    if values.size == 0:
+        return float("nan"), float("nan")
+    alpha = (1 - ci) / 2
+    return (float(np.quantile(values, alpha, method="lower")),
+            float(np.quantile(values, 1 - alpha, method="higher")))
 
 
 def _peaks(curve: np.ndarray, tol: float) -> tuple[int, int]:
@@ -76,8 +85,8 @@ def peak_intervals(proba: np.ndarray, y, classes, layers: Sequence[int], *, n_bo
         best, first = _peaks(curve, tol)
         argmaxes.append(layers[best])
         firsts.append(layers[first])
-    a_lo, a_hi = percentile_ci(argmaxes, ci)
-    f_lo, f_hi = percentile_ci(firsts, ci)
+    a_lo, a_hi = _layer_interval(argmaxes, ci)
+    f_lo, f_hi = _layer_interval(firsts, ci)
     return {"argmax_lo": a_lo, "argmax_hi": a_hi, "first_within_lo": f_lo,
             "first_within_hi": f_hi,
             "argmax_stability": float(np.mean(np.asarray(argmaxes) == layers[observed])),
