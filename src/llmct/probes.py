@@ -247,17 +247,12 @@ def peak_table(results: pd.DataFrame, by: Sequence[str], n_layers: int,
 
 # -- text-only baseline ------------------------------------------------------------------------
 
-def _tfidf():
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True)
-
-
 def _fit_text(texts: Sequence[str], y, C: float):
-    vec = _tfidf()
-    X = vec.fit_transform(list(texts))
-    lr = LogisticRegression(C=C, solver="lbfgs", max_iter=MAX_ITER).fit(X, np.asarray(y))
-    return vec, lr
+    """The word 1-2-gram TF-IDF + logistic-regression baseline of :mod:`llmct.text_baselines`,
+    fitted on ``(texts, y)``."""
+    from .text_baselines import make_baseline
+
+    return make_baseline("word_tfidf", C=C).fit(list(texts), np.asarray(y))
 
 
 @single_threaded_blas
@@ -266,16 +261,15 @@ def text_cv_auroc(texts: Sequence[str], y, folds: Folds, *, C: float = 1.0) -> n
     texts, y = np.asarray(list(texts), dtype=object), np.asarray(y)
     out = []
     for tr, te in folds:
-        vec, lr = _fit_text(texts[tr], y[tr], C)
-        out.append(score_auroc(y[te], lr.predict_proba(vec.transform(texts[te])), lr.classes_))
+        pipe = _fit_text(texts[tr], y[tr], C)
+        out.append(score_auroc(y[te], pipe.predict_proba(list(texts[te])), pipe.classes_))
     return np.array(out)
 
 
 def text_transfer_auroc(train_texts, y_train, test_texts, y_test, *, C: float = 1.0) -> float:
     """TF-IDF baseline fitted on one set and scored on another."""
-    vec, lr = _fit_text(train_texts, y_train, C)
-    return score_auroc(np.asarray(y_test), lr.predict_proba(vec.transform(list(test_texts))),
-                       lr.classes_)
+    pipe = _fit_text(train_texts, y_train, C)
+    return score_auroc(np.asarray(y_test), pipe.predict_proba(list(test_texts)), pipe.classes_)
 
 
 def feature_cv_auroc(features: np.ndarray, y, folds: Folds, *, C: float = 1.0) -> np.ndarray:
@@ -444,11 +438,9 @@ def probe_suite(
             peaks_out += peak_rows(oof, y, layers, name, n_boot=n_boot)
         tag(layer_sweep(sub, shuffled(y), folds, layers=layers, n_layers=n_layers,
                         control="shuffled", C=C), name, name, len(idx) - n_test, n_test, k)
-        text = text_cv_auroc(texts[idx], y, folds, C=C)
-        tag(pd.DataFrame([_text_row(float(text.mean()), float(text.std()), len(folds))]),
-            name, name, len(idx) - n_test, n_test, k)
-        tag(pd.DataFrame(text_baseline_rows(texts[idx], y, folds, g, C=C)),
-            name, name, len(idx) - n_test, n_test, k)
+        text_rows = text_baseline_rows(texts[idx], y, folds, g, C=C)
+        legacy = {**text_rows[0], "control": "text_tfidf"}  # the word TF-IDF row, v1 name
+        tag(pd.DataFrame([legacy, *text_rows]), name, name, len(idx) - n_test, n_test, k)
 
     for train, test, shared in plan.transfers:
         tr = np.flatnonzero((sets == train) & np.isin(labels, shared))

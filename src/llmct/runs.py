@@ -23,6 +23,7 @@ from .extract import (
     Extraction,
     activation_folder,
     add_extract_args,
+    check_layer_values,
     check_store,
     ensure_extraction,
     expected_identity,
@@ -425,9 +426,7 @@ def check_args(args) -> None:
         parse_shard(args.shard)
     layers = getattr(args, "layers", None)
     if layers:
-        bad = [x for x in layers if isinstance(x, bool) or not isinstance(x, int)]
-        if bad:
-            raise UsageError(f"--layers: layer indices must be integers, got {bad}")
+        check_layer_values(layers)
         n = model_n_layers(args.model)
         if n is not None:
             out = [x for x in layers if not -n <= x < n]
