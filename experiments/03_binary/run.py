@@ -54,7 +54,7 @@ def score_sets(acts, y, targets: dict[str, np.ndarray], layers, n_layers) -> pd.
                 rows.append({"source": source, "layer": layer,
                              "depth": probes.depth(layer, n_layers), "scored": name,
                              "n": len(idx), "mean_p_emotional": ci.estimate, "ci_lo": ci.lo,
-                             "ci_hi": ci.hi})
+                             "ci_hi": ci.hi, "ci_unit": "scored items"})
     return pd.DataFrame(rows)
 
 

@@ -92,6 +92,7 @@ def geodesic_row(Va: np.ndarray, Vb: np.ndarray, k: int, n_perm: int, seed: int)
     return {"k_used": k_used, "rsa_euclidean": euc.r, "p_euclidean": euc.p,
             "rsa_geodesic": geod.r, "p_geodesic": geod.p, "geodesic_minus_euclidean": diff,
             "jackknife_se": se, "ci_low": diff - 1.96 * se, "ci_high": diff + 1.96 * se,
+            "ci_unit": "emotions (leave-one-out jackknife)",
             "within_a_geodesic_vs_euclidean": spearmanr(geo.upper(Ga), geo.upper(Ea))[0],
             "within_b_geodesic_vs_euclidean": spearmanr(geo.upper(Gb), geo.upper(Eb))[0]}
 
@@ -263,7 +264,7 @@ def main(argv=None) -> int:
              "value": g.rsa_geodesic, "null": np.nan, "p": g.p_geodesic},
             {"kind": kind, "metric": "geodesic - Euclidean RSA (jackknife 95% CI)",
              "value": g.geodesic_minus_euclidean, "null": np.nan, "p": np.nan,
-             "ci_low": g.ci_low, "ci_high": g.ci_high}]
+             "ci_low": g.ci_low, "ci_high": g.ci_high, "ci_unit": g.ci_unit}]
     summary = pd.DataFrame(summary)
     summary.insert(0, "layer", layer)
     summary.insert(0, "languages", f"{la}-{lb}")
