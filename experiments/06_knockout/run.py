@@ -8,7 +8,9 @@ accuracy of the model's answer (greedy next token mapped to an emotion by
 stimuli/emotion_words.json) before/after, the accuracy of a downstream probe (fitted on clean
 last-layer read-out activations, cross-fitted over 5 folds, applied to the ablated activations),
 and the changed-top-token rate. A layer is critical where a drop is >= 0.20; bootstrap CIs over
-stimuli (paired: clean and ablated answers of the same items).
+stimuli (paired: clean and ablated answers of the same items; the unit is the item, named in the
+``ci_unit`` column). ``--from-items FILE`` recomputes the summaries and figure from a stored
+knockout_items.csv.gz (no model).
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from llmct.prompts import build_inputs
 from llmct.runs import (
     OKABE_ITO,
     SOURCE_COLOURS,
+    Outputs,
     experiment_main,
     experiment_parser,
     get_activations,
+    out_dir_for,
     pyplot,
     run_main,
     start_run,
@@ -101,7 +105,8 @@ def summarise(items: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
                      "probe_accuracy": pr.probe_correct.mean() if len(pr) else np.nan,
                      "probe_drop": pdrop.estimate, "probe_drop_lo": pdrop.lo,
                      "probe_drop_hi": pdrop.hi,
-                     "changed_rate": ch.estimate, "changed_lo": ch.lo, "changed_hi": ch.hi})
+                     "changed_rate": ch.estimate, "changed_lo": ch.lo, "changed_hi": ch.hi,
+                     "ci_unit": "items"})
     out = pd.DataFrame(rows)
     out["critical_accuracy"] = out.accuracy_drop >= CRITICAL
     out["critical_probe"] = out.probe_drop >= CRITICAL
@@ -162,7 +167,11 @@ def main(argv=None) -> int:
     parser.add_argument("--n-boot", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target-batch", type=int, default=32)
+    parser.add_argument("--from-items", default=None, metavar="ITEMS.csv.gz",
+                        help="recompute summaries and figure from stored items (no model)")
     args = parser.parse_args(argv)
+    if args.from_items:
+        return resummarise(args)
     stimuli, out = start_run(EXP_DIR, args, RESULTS)
     ext = get_activations(EXP_DIR, args, stimuli)
     if ext is None:
@@ -234,9 +243,32 @@ def main(argv=None) -> int:
         raise LLMCTError("no set has two emotions with answer words: nothing to score")
     table = pd.DataFrame(rows)
     table.insert(0, "model", args.model)
+    out.csv("knockout_items.csv.gz", table)
+    return write_summaries(out, table, args)
+
+
+ITEM_COLUMNS = ("set", "positions", "source", "layer", "mode", "id", "correct_clean", "correct",
+                "changed", "probe_correct_clean", "probe_correct")
+
+
+def resummarise(args) -> int:
+    """``--from-items``: summaries, critical table and figure from a stored items file."""
+    path = Path(args.from_items)
+    if not path.is_file():
+        raise LLMCTError(f"{path}: no such items file (written by a full 06 run)")
+    table = pd.read_csv(path)
+    missing = set(ITEM_COLUMNS) - set(table.columns)
+    if missing:
+        raise LLMCTError(f"{path}: not a knockout items file (missing columns {sorted(missing)})")
+    out = Outputs(out_dir_for(EXP_DIR, args), args.overwrite)
+    out.claim([r for r in RESULTS if r != "knockout_items.csv.gz"])
+    return write_summaries(out, table, args)
+
+
+def write_summaries(out, table: pd.DataFrame, args) -> int:
+    """Summary (intervals over items), critical layers and the figure from the per-item table."""
     summary = summarise(table, args.n_boot, args.seed)
     critical = summary[summary.critical_accuracy | summary.critical_probe | summary.critical_changed]
-    out.csv("knockout_items.csv.gz", table)
     out.csv("knockout_summary.csv", summary)
     out.csv("knockout_critical.csv", critical)
     out.figure(plot(summary, f"{args.model}: knockout at the read-out token (lines) and at every "
@@ -246,7 +278,6 @@ def main(argv=None) -> int:
     print(critical[["set", "positions", "source", "layer", "mode", "accuracy_drop",
                     "probe_drop", "changed_rate"]].round(3).to_string(index=False))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(run_main(main, __file__))
