@@ -13,6 +13,7 @@ from llmct.stats import (
     macro_ovr_auroc,
     paired_permutation_pvalue,
     permutation_pvalue,
+    stratified_bootstrap_weights,
     two_way_bootstrap_mean,
 )
 
@@ -92,3 +93,39 @@ def test_auroc_matches_sklearn():
     proba = rng.dirichlet(np.ones(3), size=60)
     assert macro_ovr_auroc(y3, proba) == pytest.approx(
         roc_auc_score(y3, proba, multi_class="ovr", average="macro"))
+
+
+def test_stratified_bootstrap_weights_keep_every_stratum_size():
+    strata = np.array(["a"] * 5 + ["b"] * 3 + ["c"] * 7)
+    W = stratified_bootstrap_weights(strata, n_boot=400, seed=1)
+    assert W.shape == (400, 15)
+    for s in "abc":
+        np.testing.assert_array_equal(W[:, strata == s].sum(1), (strata == s).sum())
+    # items inside a stratum are drawn uniformly: each item's mean count is 1
+    np.testing.assert_allclose(W.mean(0), 1.0, atol=0.15)
+    np.testing.assert_array_equal(W, stratified_bootstrap_weights(strata, n_boot=400, seed=1))
+
+
+def test_centroid_difference_interval_covers_the_estimate_and_shrinks_with_items():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "08_geometry" / "run.py"
+    spec = importlib.util.spec_from_file_location("geometry08", path)
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    rng = np.random.default_rng(0)
+    emotions = ["w", "x", "y", "z"]
+    widths = []
+    for per_cell in (6, 60):
+        sets = np.repeat(["a", "b"], 4 * per_cell)
+        labels = np.tile(np.repeat(emotions, per_cell), 2)
+        means = rng.normal(size=(4, 8)) * 2
+        X = rng.normal(size=(len(sets), 8)) + means[[emotions.index(e) for e in labels]] + 5
+        rows, _ = m.centroid_rows(X, sets, labels, emotions, 100, 0)
+        est = [r["difference"] for r in rows if r["treatment"] == "uncentred"][0]
+        lo, hi = m.centroid_difference_ci(X, sets, labels, emotions, "uncentred", n_boot=500,
+                                          seed=0)
+        assert lo <= est <= hi
+        widths.append(hi - lo)
+    assert widths[1] < widths[0]

@@ -5,7 +5,9 @@ default ~2/3 depth) the read-out activations of the emotional Set A and Set B it
 silhouette -- by emotion, by set, by emotion within each set, by clinical domain within Set B --
 each against 1,000 label permutations; PCA runs on centred data; and the cosine of emotion
 centroids is computed uncentred (the seed's all-~0.95 trap), centred on the grand mean, and
-centred per set, with a permutation test of same-emotion-across-sets vs different-emotion.
+centred per set, with a permutation test of same-emotion-across-sets vs different-emotion and,
+at the probe layer, a percentile interval of that difference over items (resampled within each
+emotion x set cell).
 Reads 01's activations (extracting whatever is missing).
 """
 
@@ -29,6 +31,7 @@ from llmct.runs import (
     run_main,
     start_run,
 )
+from llmct.stats import percentile_ci, stratified_bootstrap_weights
 from llmct.vectors import default_layer
 
 EXP_DIR = Path(__file__).resolve().parent
@@ -123,6 +126,37 @@ def centroid_rows(X, sets, labels, emotions, n_perm, seed) -> tuple[list[dict], 
                         "chance_top1": test["chance_top1"]})
         rows.append(row)
     return rows, mats
+
+
+def centroid_difference_ci(X, sets, labels, emotions, treatment: str, *, n_boot: int, seed: int
+                           ) -> tuple[float, float]:
+    """Percentile interval of the cross-set matched - mismatched centroid cosine, resampling
+    items within each (set, emotion) cell (the unit: items; treatment recomputed per resample).
+
+    ``X [n, d]``; two sets required. Returns ``(low, high)``."""
+    a, b = list(dict.fromkeys(sets))[:2]
+    shared = [e for e in emotions if np.any((sets == a) & (labels == e))
+              and np.any((sets == b) & (labels == e))]
+    cells = [(s, e) for s in (a, b) for e in shared]
+    keep = np.isin(sets, [a, b]) & np.isin(labels, shared)
+    Xk, cell = X[keep], np.array([cells.index((s, e)) for s, e in zip(sets[keep], labels[keep],
+                                                                      strict=True)])
+    W = stratified_bootstrap_weights(cell, n_boot=n_boot, seed=seed)  # [B, n]
+    onehot = np.eye(len(cells))[cell]  # [n, K]
+    size = onehot.sum(0)  # [K]
+    C = np.einsum("bn,nk,nd->bkd", W, onehot, Xk) / size[None, :, None]  # [B, K, d]
+    if treatment == "centred":
+        C = C - np.einsum("bkd,k->bd", C, size)[:, None] / size.sum()
+    elif treatment == "centred_per_set":
+        E = len(shared)
+        for half in (slice(0, E), slice(E, 2 * E)):
+            C[:, half] -= np.einsum("bkd,k->bd", C[:, half], size[half])[:, None] / size[half].sum()
+    U = C / np.linalg.norm(C, axis=2, keepdims=True)
+    E = len(shared)
+    cross = np.einsum("bid,bjd->bij", U[:, :E], U[:, E:])  # [B, E, E]
+    diag = np.trace(cross, axis1=1, axis2=2)
+    diffs = diag / E - (cross.sum((1, 2)) - diag) / (E * (E - 1))
+    return percentile_ci(diffs)
 
 
 def plot_silhouettes(frame: pd.DataFrame, probe_layer: int, title: str):
@@ -224,6 +258,8 @@ def main(argv=None) -> int:
                         "plateau layer if 02 has run, else ~2/3 depth)")
     parser.add_argument("--source", default="hidden_out", help="activation source to analyse")
     parser.add_argument("--n-perm", type=int, default=1000, help="label permutations per test")
+    parser.add_argument("--n-boot", type=int, default=2000,
+                        help="item resamples for the centroid-difference interval")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     stimuli, out = start_run(EXP_DIR, args, RESULTS)
@@ -288,6 +324,14 @@ def main(argv=None) -> int:
                 for k in ("mean_cosine_all_pairs", "cross_set_matched", "cross_set_mismatched",
                           "difference", "top1") if hasattr(r, k)]
     summary = pd.DataFrame(summary)
+    summary["ci_low"], summary["ci_high"], summary["ci_unit"] = np.nan, np.nan, ""
+    if len(set(sets)) == 2:
+        for t in TREATMENTS:
+            lo, hi = centroid_difference_ci(X, sets, labels, emotions, t, n_boot=args.n_boot,
+                                            seed=args.seed)
+            at_row = summary.metric == f"centroid cosine {t}: difference"
+            summary.loc[at_row, ["ci_low", "ci_high", "ci_unit"]] = [
+                lo, hi, "items (resampled within emotion x set cells)"]
     summary["layer_rule"] = rule
     out.csv("summary.csv", summary)
 
