@@ -183,7 +183,18 @@ def test_experiments_run_end_to_end(embedded, tmp_path, capsys):
     assert set(scored.scored) == {"set_a (emotional)", "set_c (neutral)"}
     assert scored.mean_p_emotional.between(0, 1).all()
     diff = pd.read_csv(tmp_path / "04_zeroshot" / "zeroshot_vs_fewshot.csv")
-    assert {"auroc_zeroshot", "auroc_raw", "difference"} <= set(diff.columns)
+    assert {"auroc_zeroshot", "auroc_raw", "difference", "pooled_difference", "difference_lo",
+            "difference_hi", "ci_unit"} <= set(diff.columns)
+    probe_rows = diff[diff.control == "none"]
+    assert probe_rows.difference_lo.notna().all()
+    assert (probe_rows.difference_lo <= probe_rows.pooled_difference + 1e-12).all()
+    assert (probe_rows.pooled_difference <= probe_rows.difference_hi + 1e-12).all()
+    seeds = pd.read_csv(tmp_path / "02_probes" / "fold_seeds.csv")
+    assert seeds.seed.nunique() == 5 and set(seeds.rule) == {"layer0", "argmax", "first_within"}
+    summary = pd.read_csv(tmp_path / "02_probes" / "probe_summary.csv")
+    within = summary[summary.train_set == summary.test_set]
+    assert (within.n_fold_seeds == 5).all()
+    assert (within.argmax_seed_min <= within.argmax_seed_max).all()
     assert (tmp_path / "acts" / "raw-tiny").is_dir() and (tmp_path / "acts" / "zeroshot-tiny").is_dir()
     # results are never silently replaced; activations resume instead
     again = [*common, "--prompt", "raw", "--out", str(tmp_path / "02_probes")]

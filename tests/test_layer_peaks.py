@@ -4,11 +4,17 @@ permutation test; wired into the probe suite's summary."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
 from llmct import probes
-from llmct.layer_peaks import max_layer_permutation, peak_intervals, pooled_auroc_by_layer
+from llmct.layer_peaks import (
+    max_layer_permutation,
+    paired_difference_by_layer,
+    peak_intervals,
+    pooled_auroc_by_layer,
+)
 
 
 def _proba(signal_by_layer, n=90, k=3, seed=0):
@@ -71,3 +77,55 @@ def test_layer_intervals_are_layers():
     out = peak_intervals(proba, y, np.arange(3), [3, 5, 7, 9], n_boot=200)
     for key in ("argmax_lo", "argmax_hi", "first_within_lo", "first_within_hi"):
         assert out[key] in (3, 5, 7, 9)
+
+
+def test_paired_difference_interval_excludes_zero_only_where_the_prompts_differ():
+    strong, y = _proba([0.0, 3.0, 3.0], seed=5)
+    weak, _ = _proba([0.0, 3.0, 0.5], seed=5)
+    diff, lo, hi = paired_difference_by_layer(strong, weak, y, np.arange(3), n_boot=300)
+    assert diff.shape == lo.shape == hi.shape == (3,)
+    assert diff[0] == pytest.approx(0.0) and diff[1] == pytest.approx(0.0)  # identical layers
+    assert lo[0] == pytest.approx(0.0) and hi[1] == pytest.approx(0.0)
+    assert lo[2] > 0.0 and lo[2] <= diff[2] <= hi[2]
+    with pytest.raises(ValueError, match="differ in shape"):
+        paired_difference_by_layer(strong, weak[:2], y, np.arange(3))
+
+
+def test_probe_suite_fold_seeds_and_held_out_probabilities():
+    rng = np.random.default_rng(6)
+    y = np.repeat(["a", "b", "c"], 12)
+    sets = np.array(["s"] * 36)
+    X = rng.normal(size=(36, 3, 4)).astype(np.float32)
+    X[:, 1, 0] += 2.5 * (y == "b") - 2.5 * (y == "c")
+    texts = [f"note {i}" for i in range(36)]
+    seeds: list[dict] = []
+    proba: dict = {}
+    res = probes.probe_suite({"hidden_out": X}, y, sets, texts, layers=[0, 1, 2], n_layers=3,
+                             transfers=None, fold_seeds=5, seeds_out=seeds, proba_out=proba)
+    frame = pd.DataFrame(seeds)
+    assert sorted(frame.seed.unique()) == list(range(probes.SEED, probes.SEED + 5))
+    assert set(frame.rule) == {"layer0", "argmax", "first_within"}
+    headline = res[(res.control == "none") & (res.layer == 1)].auroc.iloc[0]
+    first_seed = frame[(frame.rule == "argmax") & (frame.seed == probes.SEED)].auroc.iloc[0]
+    assert first_seed == pytest.approx(headline)  # the first seed is the headline's folds
+    spread = probes.seed_spread(seeds).iloc[0]
+    assert spread.n_fold_seeds == 5
+    assert spread.argmax_seed_min <= headline <= spread.argmax_seed_max
+    y_out, oof = proba[("s", "s")]
+    assert oof["hidden_out"].shape == (3, 36, 3) and np.isfinite(oof["hidden_out"]).all()
+    np.testing.assert_array_equal(y_out, y)
+
+
+def test_transfer_probabilities_reproduce_the_transfer_auroc():
+    rng = np.random.default_rng(7)
+    y = np.tile(np.repeat(["a", "b"], 10), 2)
+    sets = np.repeat(["s1", "s2"], 20)
+    X = rng.normal(size=(40, 2, 4)).astype(np.float32)
+    X[:, 1, 0] += 2.0 * (y == "b")
+    proba: dict = {}
+    res = probes.probe_suite({"h": X}, y, sets, [f"t {i}" for i in range(40)], layers=[0, 1],
+                             n_layers=2, transfers=[("s1", "s2")], proba_out=proba)
+    y_te, p = proba[("s1", "s2")]
+    auroc = res[(res.train_set == "s1") & (res.test_set == "s2") & (res.control == "none")]
+    np.testing.assert_allclose(pooled_auroc_by_layer(p["h"], y_te, np.array(["a", "b"])),
+                               auroc.sort_values("layer").auroc.to_numpy())

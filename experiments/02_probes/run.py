@@ -6,13 +6,16 @@ Set B, and by transfer A->B (and B->A); with --stimuli a.jsonl b.jsonl ... withi
 sets and between every ordered pair of them. Controls on the same folds: shuffled labels, the
 layer-0 baseline, and a text-only TF-IDF baseline (the keyword-spotting test). Reads 01's
 activations, extracting whatever is missing. What is left out (labels with too few items) is
-printed and recorded in run.json.
+printed and recorded in run.json. Each within-set probe is re-scored under 5 fold seeds at the
+layers the summary quotes (fold_seeds.csv; spread in probe_summary.csv's ``*_seed_*`` columns).
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+import pandas as pd
 
 from llmct import probes
 from llmct.runs import (
@@ -31,7 +34,7 @@ from llmct.runs import (
 
 EXP_DIR = Path(__file__).resolve().parent
 RESULTS = ("probe_results.csv", "probe_summary.csv", "probe_auroc_by_layer.png",
-           "probe_auroc_by_layer.svg", "run.json")
+           "probe_auroc_by_layer.svg", "fold_seeds.csv", "run.json")
 
 
 @experiment_main
@@ -44,13 +47,19 @@ def main(argv=None) -> int:
     if ext is None:
         return 0
     peaks: list[dict] = []
-    results = run_probe_suite(ext, stimuli, args, plan, peaks_out=peaks)
+    seeds: list[dict] = []
+    results = run_probe_suite(ext, stimuli, args, plan, peaks_out=peaks, seeds_out=seeds)
     out.record("run.json", run_record(args, left_out=plan.left_out,
                                       transfers=[f"{a}->{b}" for a, b, _ in plan.transfers]))
     summary = probes.summarise(results, ext.n_layers, peak_ci=peaks)
+    if seeds:
+        summary = summary.merge(probes.seed_spread(seeds), how="left",
+                                on=["train_set", "test_set", "source"])
     summary.insert(0, "model", args.model)
     out.csv("probe_results.csv", results)
     out.csv("probe_summary.csv", summary)
+    if seeds:
+        out.csv("fold_seeds.csv", pd.DataFrame(seeds).assign(model=args.model))
 
     frame = results.assign(panel=panel_name(results))
     markers = {(p, s): int(r) for p, s, r in zip(panel_name(summary), summary.source,
@@ -63,7 +72,7 @@ def main(argv=None) -> int:
             "first_within_depth", "layer0_auroc", "shuffled_mean", "text_tfidf_auroc",
             "text_word_tfidf_auroc", "text_char_tfidf_auroc", "text_stylometric_auroc",
             "probe_minus_best_text", "argmax_lo", "argmax_hi", "first_within_lo",
-            "first_within_hi", "p_max_over_layers"]
+            "first_within_hi", "p_max_over_layers", "argmax_seed_min", "argmax_seed_max"]
     print(summary[[c for c in cols if c in summary]].round(3).to_string(index=False))
     return 0
 

@@ -2,7 +2,9 @@
 
 The probe battery of 02 (within Set A, within Set B, A->B and B->A; shuffled-label and text-only
 controls) is run on activations read out under the zero-shot prompt (the same instruction
-without the two worked examples) and under the few-shot prompt, and compared layer by layer.
+without the two worked examples) and under the few-shot prompt, and compared layer by layer:
+zeroshot_vs_fewshot.csv gives, per layer, the difference of the per-fold mean AUROCs and the
+difference of the pooled held-out AUROCs with a paired bootstrap interval over items.
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from llmct import probes
+from llmct.errors import LLMCTError
+from llmct.layer_peaks import paired_difference_by_layer
 from llmct.runs import (
     add_probe_args,
     experiment_main,
@@ -34,11 +39,34 @@ RESULTS = ("zeroshot_results.csv", "zeroshot_summary.csv", "zeroshot_vs_fewshot.
 KEYS = ["model", "train_set", "test_set", "source", "layer", "depth", "control"]
 
 
+def difference_intervals(probas: list[dict], layers, n_boot: int) -> pd.DataFrame:
+    """Per probe, source and layer: pooled held-out AUROC of the first prompt minus the second,
+    with a paired item-bootstrap interval (:func:`llmct.layer_peaks.paired_difference_by_layer`;
+    the same items and folds under both prompts, probes not refitted)."""
+    rows = []
+    for key, (y, first) in probas[0].items():
+        y_b, second = probas[1][key]
+        if list(y) != list(y_b):
+            raise LLMCTError(f"{key}: the two prompts scored different items")
+        for source, proba in first.items():
+            diff, lo, hi = paired_difference_by_layer(proba, second[source], y, np.unique(y),
+                                                      n_boot=n_boot)
+            unit = ("items (out-of-fold, paired)" if key[0] == key[1]
+                    else "test items (probe fitted once, paired)")
+            rows += [{"train_set": key[0], "test_set": key[1], "source": source,
+                      "layer": int(layer), "control": "none", "pooled_difference": d,
+                      "difference_lo": a, "difference_hi": b, "ci_unit": unit}
+                     for layer, d, a, b in zip(layers, diff, lo, hi, strict=True)]
+    return pd.DataFrame(rows)
+
+
 @experiment_main
 def main(argv=None) -> int:
     parser = add_probe_args(experiment_parser(__doc__.splitlines()[0], sets=("set_a", "set_b"),
                                               prompt="zeroshot"))
     parser.add_argument("--baseline-prompt", default="fewshot")
+    parser.add_argument("--n-boot", type=int, default=1000,
+                        help="item resamples for the per-layer difference intervals")
     args = parser.parse_args(argv)
     stimuli, out = start_run(EXP_DIR, args, RESULTS)
     plan = plan_probes(stimuli, args)  # refused before any extraction if nothing can be probed
@@ -47,8 +75,9 @@ def main(argv=None) -> int:
     if any(e is None for e in exts):
         return 0
 
-    results = pd.concat([run_probe_suite(e, stimuli, args, plan) for e in exts],
-                        ignore_index=True)
+    probas: list[dict] = [{} for _ in exts]
+    results = pd.concat([run_probe_suite(e, stimuli, args, plan, proba_out=pr)
+                         for e, pr in zip(exts, probas, strict=True)], ignore_index=True)
     out.record("run.json", run_record(args, left_out=plan.left_out,
                                       transfers=[f"{a}->{b}" for a, b, _ in plan.transfers]))
     summary = pd.concat([probes.summarise(results[results.prompt == p], e.n_layers)
@@ -62,6 +91,8 @@ def main(argv=None) -> int:
                                                              strict=True)))}
     wide = wide.assign(_order=[order[k] for k in zip(wide.train_set, wide.test_set, strict=True)])
     wide = wide.sort_values(["_order", "control", "source", "layer"]).drop(columns="_order")
+    wide = wide.merge(difference_intervals(probas, exts[0].layers, args.n_boot), how="left",
+                      on=["train_set", "test_set", "source", "layer", "control"])
     out.csv("zeroshot_results.csv", results)
     out.csv("zeroshot_summary.csv", summary)
     out.csv("zeroshot_vs_fewshot.csv", wide)

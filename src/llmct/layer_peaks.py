@@ -9,6 +9,8 @@ cross-validated fits as the headline AUROC, no refitting):
 - :func:`peak_intervals`: bootstrap over **items** (the independent unit); each resample scores
   every layer by the pooled out-of-fold AUROC and records the argmax layer and the first layer
   within ``tol`` of the maximum; percentile intervals of both (Efron & Tibshirani 1993, ch. 13).
+- :func:`paired_difference_by_layer`: the per-layer difference of two probes scored on the same
+  items (e.g. zero-shot minus few-shot prompt) with a paired item-bootstrap interval.
 - :func:`max_layer_permutation`: the maximum over layers of the pooled AUROC against the same
   maximum with the labels permuted (a max-statistic permutation test, which controls for the
   number of layers looked at; Nichols & Holmes 2002, *Hum. Brain Mapp.* 15(1)).
@@ -107,4 +109,30 @@ def max_layer_permutation(proba: np.ndarray, y, classes, *, n_perm: int = 1000,
     return observed, p, float(np.quantile(null, 0.95))
 
 
-__all__ = ["PEAK_TOL", "max_layer_permutation", "peak_intervals", "pooled_auroc_by_layer"]
+def paired_difference_by_layer(proba_a: np.ndarray, proba_b: np.ndarray, y, classes, *,
+                               n_boot: int = 1000, ci: float = 0.95, seed: int = 0
+                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(difference, low, high)``, each ``[n_layers]``: pooled out-of-fold AUROC of ``proba_a``
+    minus that of ``proba_b`` (both ``[n_layers, n, k]`` for the same items, e.g. one probe under
+    two prompts) with a percentile interval from resampling **items**, the same resample for both
+    (paired). The probes are not refitted: the interval is over the scored items only.
+
+    Raises ``ValueError`` if the two arrays differ in shape."""
+    a, b = np.asarray(proba_a, dtype=float), np.asarray(proba_b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired probabilities differ in shape: {a.shape} vs {b.shape}")
+    y = np.asarray(y)
+    observed = pooled_auroc_by_layer(a, y, classes) - pooled_auroc_by_layer(b, y, classes)
+    rng = np.random.default_rng(seed)
+    boots = np.full((n_boot, a.shape[0]), np.nan)
+    for i in range(n_boot):
+        idx = rng.integers(0, len(y), size=len(y))
+        boots[i] = (pooled_auroc_by_layer(a[:, idx], y[idx], classes)
+                    - pooled_auroc_by_layer(b[:, idx], y[idx], classes))
+    alpha = (1 - ci) / 2
+    lo, hi = np.nanquantile(boots, [alpha, 1 - alpha], axis=0)
+    return observed, lo, hi
+
+
+__all__ = ["PEAK_TOL", "max_layer_permutation", "paired_difference_by_layer", "peak_intervals",
+           "pooled_auroc_by_layer"]

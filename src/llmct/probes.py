@@ -193,15 +193,24 @@ def transfer_sweep(
     n_layers: int,
     control: str = "none",
     C: float = 1.0,
+    proba_out: dict[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
-    """Fit on all of one set, score on all of another, per source and layer (``auroc_std`` NaN)."""
+    """Fit on all of one set, score on all of another, per source and layer (``auroc_std`` NaN).
+    ``proba_out`` (a dict) receives ``proba_out[source]``: ``[len(layers), n_test, k]`` test-set
+    class probabilities (columns in sorted label order)."""
     y_train, y_test = np.asarray(y_train), np.asarray(y_test)
     rows = []
     for source in train:
+        if proba_out is not None:
+            proba_out[source] = np.full((len(layers), len(y_test), len(np.unique(y_train))),
+                                        np.nan)
         for j, layer in enumerate(layers):
             probe = fit_probe(train[source][:, j], y_train, C=C)
+            proba = probe.predict_proba(test[source][:, j])
+            if proba_out is not None:
+                proba_out[source][j] = proba
             rows.append({"source": source, "layer": int(layer), "depth": depth(layer, n_layers),
-                         "auroc": probe.auroc(test[source][:, j], y_test), "auroc_std": np.nan,
+                         "auroc": score_auroc(y_test, proba, probe.classes), "auroc_std": np.nan,
                          "n_folds": 0, "control": control})
     return pd.DataFrame(rows)
 
@@ -378,6 +387,9 @@ def probe_suite(
     groups=None,
     peaks_out: list[dict] | None = None,
     n_boot: int = 1000,
+    proba_out: dict | None = None,
+    fold_seeds: int = 1,
+    seeds_out: list[dict] | None = None,
 ) -> pd.DataFrame:
     """Within-set CV probes for every set, and transfer for each ``(train, test)`` pair, each with
     its shuffled-label control and its text-only TF-IDF baseline on the same folds.
@@ -400,7 +412,10 @@ def probe_suite(
     ``peaks_out`` (a list) receives one row per within-set probe and source: bootstrap intervals
     over items of the argmax and first-within-tolerance layers, and the max-over-layers
     permutation test against shuffled labels (:mod:`llmct.layer_peaks`; ``n_boot`` resamples and
-    permutations), from the out-of-fold probabilities of the same fits.
+    permutations), from the out-of-fold probabilities of the same fits. ``proba_out`` (a dict)
+    receives, per ``(train_set, test_set)``, ``(y, {source: [len(layers), n, k]})``: the
+    out-of-fold (within-set) or test-set (transfer) probabilities of the probe. ``seeds_out`` (a
+    list) receives :func:`fold_seed_rows` for ``fold_seeds`` fold seeds of each within-set probe.
     """
     labels, sets = np.asarray(labels), np.asarray(sets)
     texts = np.asarray(list(texts), dtype=object)
@@ -431,11 +446,17 @@ def probe_suite(
         n_test = len(idx) // len(folds)
         k = len(np.unique(y))
         oof: dict[str, np.ndarray] = {}
-        tag(layer_sweep(sub, y, folds, layers=layers, n_layers=n_layers, C=C,
-                        oof=oof if peaks_out is not None else None),
-            name, name, len(idx) - n_test, n_test, k)
+        want_oof = peaks_out is not None or proba_out is not None
+        curve = layer_sweep(sub, y, folds, layers=layers, n_layers=n_layers, C=C,
+                            oof=oof if want_oof else None)
+        tag(curve, name, name, len(idx) - n_test, n_test, k)
         if peaks_out is not None:
             peaks_out += peak_rows(oof, y, layers, name, n_boot=n_boot)
+        if proba_out is not None:
+            proba_out[(name, name)] = (y, oof)
+        if seeds_out is not None and fold_seeds > 1:
+            seeds_out += [{"train_set": name, "test_set": name, **r} for r in fold_seed_rows(
+                sub, y, g, curve, layers, n_layers, n_seeds=fold_seeds, C=C)]
         tag(layer_sweep(sub, shuffled(y), folds, layers=layers, n_layers=n_layers,
                         control="shuffled", C=C), name, name, len(idx) - n_test, n_test, k)
         text_rows = text_baseline_rows(texts[idx], y, folds, g, C=C)
@@ -448,14 +469,60 @@ def probe_suite(
         a_tr = {s: a[tr] for s, a in acts.items()}
         a_te = {s: a[te] for s, a in acts.items()}
         k = len(shared)
+        proba: dict[str, np.ndarray] = {}
         tag(transfer_sweep(a_tr, labels[tr], a_te, labels[te], layers=layers, n_layers=n_layers,
-                           C=C), train, test, len(tr), len(te), k)
+                           C=C, proba_out=proba), train, test, len(tr), len(te), k)
+        if proba_out is not None:
+            proba_out[(train, test)] = (labels[te], proba)
         tag(transfer_sweep(a_tr, shuffled(labels[tr]), a_te, labels[te], layers=layers,
                            n_layers=n_layers, control="shuffled", C=C), train, test, len(tr),
             len(te), k)
         text = text_transfer_auroc(texts[tr], labels[tr], texts[te], labels[te], C=C)
         tag(pd.DataFrame([_text_row(text, np.nan, 0)]), train, test, len(tr), len(te), k)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def fold_seed_rows(acts: dict[str, np.ndarray], y, groups, curve: pd.DataFrame,
+                   layers: Sequence[int], n_layers: int, *, n_seeds: int = 5,
+                   C: float = 1.0) -> list[dict]:
+    """The within-set probe re-scored under ``n_seeds`` fold seeds (``SEED .. SEED+n_seeds-1``;
+    the first is the headline's) at the layers a summary quotes: the first layer (layer-0
+    baseline), and the argmax and first-within-``PEAK_TOL`` layers of ``curve`` (the headline
+    :func:`layer_sweep` rows of the first seed). Rows: ``source, rule, layer, depth, seed,
+    auroc`` (per-fold mean, as the headline). The spread over seeds is the part of a quoted AUROC
+    that depends on how items fall into folds."""
+    rows = []
+    fold_sets = [make_folds(y, groups, seed=SEED + i) for i in range(n_seeds)]
+    for source, arr in acts.items():
+        mine = curve[curve.source == source]
+        pk = peak_layer(mine.auroc.to_numpy(), layers, n_layers)
+        at = {"layer0": int(layers[0]), "argmax": pk.argmax_layer,
+              "first_within": pk.first_within_layer}
+        for rule, layer in at.items():
+            j = list(layers).index(layer)
+            for i, folds in enumerate(fold_sets):
+                score = cv_auroc(arr[:, j], y, folds, C=C)
+                rows.append({"source": source, "rule": rule, "layer": layer,
+                             "depth": depth(layer, n_layers), "seed": SEED + i,
+                             "auroc": float(np.mean(score))})
+    return rows
+
+
+def seed_spread(seed_rows: Sequence[dict]) -> pd.DataFrame:
+    """Per ``(train_set, test_set, source)``: min, max and standard deviation over fold seeds of
+    the AUROC at the argmax layer and at layer 0 (columns ``<rule>_seed_min/max/sd``, plus
+    ``n_fold_seeds``), to merge into :func:`summarise`'s table."""
+    frame = pd.DataFrame(list(seed_rows))
+    if frame.empty:
+        return frame
+    keys = ["train_set", "test_set", "source"]
+    stats = frame[frame.rule.isin(["argmax", "layer0"])].groupby(keys + ["rule"]).auroc.agg(
+        ["min", "max", "std", "count"])
+    wide = stats.unstack("rule")
+    wide.columns = [f"{rule}_seed_{stat}".replace("_std", "_sd") for stat, rule in wide.columns]
+    wide = wide.rename(columns={"argmax_seed_count": "n_fold_seeds"}).drop(
+        columns=["layer0_seed_count"])
+    return wide.reset_index()
 
 
 def _text_row(value: float, std: float, n_folds: int, control: str = "text_tfidf") -> dict:
@@ -540,6 +607,7 @@ __all__ = [
     "depth",
     "feature_cv_auroc",
     "fit_probe",
+    "fold_seed_rows",
     "layer_sweep",
     "make_folds",
     "peak_layer",
@@ -547,6 +615,7 @@ __all__ = [
     "plan_suite",
     "probe_suite",
     "score_auroc",
+    "seed_spread",
     "shuffled",
     "summarise",
     "text_cv_auroc",

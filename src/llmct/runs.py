@@ -30,6 +30,7 @@ from .extract import (
     extract,
     load_model_from_args,
     parse_shard,
+    positive_int,
     select_stimuli,
 )
 from .models import model_slug
@@ -307,6 +308,10 @@ def add_probe_args(parser):
                         help="transfer pairs (default: every ordered pair of the sets present, "
                         "e.g. a->b and b->a for --stimuli a.jsonl b.jsonl; give the option with "
                         "no pairs for none)")
+    parser.add_argument("--fold-seeds", type=positive_int, default=5, metavar="N",
+                        help="re-score each within-set probe under N fold seeds at its quoted "
+                        "layers (layer 0, argmax, first within 0.005) and report the spread "
+                        "(default 5; 1 switches it off)")
     return parser
 
 
@@ -355,19 +360,23 @@ def plan_probes(stimuli, args, *, name: str | None = None):
     return plan
 
 
-def run_probe_suite(ext: Extraction, stimuli, args, plan=None, peaks_out=None):
+def run_probe_suite(ext: Extraction, stimuli, args, plan=None, peaks_out=None, *,
+                    seeds_out=None, proba_out=None):
     """:func:`llmct.probes.probe_suite` on one extraction, tagged with model and prompt
     (``plan``: from :func:`plan_probes`, computed here if not given). Folds are grouped by
     ``frame_id`` where the stimuli have one (Set D: the nine versions of a frame never straddle
     training and test). ``peaks_out``: a list receiving the peak-layer intervals (see
-    :func:`llmct.probes.peak_rows`)."""
+    :func:`llmct.probes.peak_rows`); ``seeds_out``: a list receiving ``--fold-seeds`` rows (see
+    :func:`llmct.probes.fold_seed_rows`); ``proba_out``: a dict receiving the probes'
+    held-out probabilities."""
     from . import probes
 
     plan = plan or plan_probes(stimuli, args)
     results = probes.probe_suite(
         ext.acts, [s.label for s in stimuli], [s.set for s in stimuli], [s.text for s in stimuli],
         layers=ext.layers, n_layers=ext.n_layers, exclude_labels=args.exclude_labels, plan=plan,
-        groups=[s.frame_id for s in stimuli], peaks_out=peaks_out)
+        groups=[s.frame_id for s in stimuli], peaks_out=peaks_out, proba_out=proba_out,
+        fold_seeds=getattr(args, "fold_seeds", 1), seeds_out=seeds_out)
     results.insert(0, "prompt", ext.manifest["prompt"])
     results.insert(0, "model", args.model)
     return results
