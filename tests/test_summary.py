@@ -276,3 +276,16 @@ def test_every_figure_builds_from_synthetic_csvs(tmp_path):
         plt.close(fig)
     with pytest.raises(run_all.Skip):
         run_all.fig02_probes(tmp_path / "nowhere", "m")
+
+
+def test_cross_model_figures_one_panel_per_model_and_missing_inputs_said(tmp_path):
+    from visualization.figures import cross_model
+
+    synthetic_tree(tmp_path / "exp", "m1", skip=())
+    synthetic_tree(tmp_path / "exp", "m2", skip=("09_emotion_vectors",))
+    written = cross_model.run_cross_model(tmp_path / "exp", tmp_path / "figs")
+    assert sorted(p.name for p in written) == sorted(
+        f"{name}.{ext}" for name in cross_model.FIGURES for ext in ("png", "svg"))
+    svg = (tmp_path / "figs" / "figX3_affect_plane.svg").read_text()
+    assert "no 09_emotion_vectors/clusters.csv" in svg  # m2's empty panel says why
+    assert cross_model.run_cross_model(tmp_path / "exp", tmp_path / "one", models=["m1"]) == []

@@ -2,7 +2,9 @@
 
 No model and no activations are needed: each figure reads ``experiments/NN_name/outputs/<slug>/``
 and is written to ``visualization/figures/output/<slug>/figNN_name.{png,svg}`` in the one house
-style (``style_config.py``). A figure whose CSV is missing is skipped with a printed note.
+style (``style_config.py``). A figure whose CSV is missing is skipped with a printed note. With
+two or more models, ``cross_model.py``'s figures (one panel per model, same axes) go to
+``output/cross_model/``.
 
     uv run --no-sync python visualization/figures/run_all.py [--models SLUG ...] [--only 02 05]
 """
@@ -525,6 +527,10 @@ def main(argv=None) -> int:
                     help="only these figures (by number, e.g. 02 05, or full name)")
     args = ap.parse_args(argv)
     written, notes = run_all(args.experiments, args.out, args.models, args.only)
+    if not args.only:  # and the figures that put the models side by side
+        from visualization.figures.cross_model import run_cross_model
+
+        written += run_cross_model(args.experiments, args.out / "cross_model", args.models)
     print(f"{len(written) // 2} figures written to {args.out}; {len(notes)} skipped")
     return 0
 
