@@ -60,7 +60,7 @@ FORCE ?=
 KEEP_GOING ?=
 CLOUD := bash scripts/cloud.sh
 
-.PHONY: summary figures reproduce determinism cloud-setup cloud-sync cloud-run cloud-status \
+.PHONY: summary figures reproduce reproduce-all determinism cloud-setup cloud-sync cloud-run cloud-status \
 	cloud-logs cloud-fetch cloud-down
 
 summary: setup  ## cross-model table from every outputs/<slug>/ -> experiments/12_summary/outputs/
@@ -72,6 +72,13 @@ figures: setup  ## every publication figure, PNG + SVG, from the CSVs -> visuali
 reproduce: setup  ## experiments 00..12 on MODEL, then figures (done ones skipped; FORCE=1, KEEP_GOING=1)
 	$(RUN) python scripts/reproduce.py --model $(MODEL) $(if $(FORCE),--force) $(if $(KEEP_GOING),--keep-going); \
 	status=$$?; $(RUN) python visualization/figures/run_all.py; exit $$status
+
+EMBEDDED_MODELS ?= default gemma3-270m
+
+reproduce-all: setup  ## make reproduce on both embedded models (SmolLM2, then Gemma 3 270M), then figures
+	@status=0; for m in $(EMBEDDED_MODELS); do \
+	  $(RUN) python scripts/reproduce.py --model $$m $(if $(FORCE),--force) $(if $(KEEP_GOING),--keep-going) || status=$$?; \
+	done; $(RUN) python visualization/figures/run_all.py; exit $$status
 
 determinism: setup  ## 02_probes (stored activations) + 00_ct_scan twice; fails on any CSV difference
 	$(RUN) python scripts/check_determinism.py --model $(MODEL)
