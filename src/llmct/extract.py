@@ -17,7 +17,6 @@ different text under the same id.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -540,34 +539,6 @@ def load_model_from_args(args, **kwargs):
                       device_map=getattr(args, "device_map", None), **kwargs)
 
 
-def run_extract_from_args(args) -> tuple[list, ExtractionSummary]:
-    """Load the stimuli and the model named by ``args`` and extract into
-    ``<args.activations>/<prompt>`` (see :func:`activation_folder`)."""
-    if not args.activations:
-        raise LLMCTError("no activation root given (--activations ROOT)")
-    chosen = select_stimuli(args.stimuli, args.sets, args.limit)
-    parse_shard(args.shard)
-    folder = activation_folder(args.activations, args.prompt, args.stimuli)
-    check_store(folder, expected_identity(args.model, prompt=args.prompt, dtype=args.dtype,
-                                          device=args.device))
-    model, tokenizer = load_model_from_args(args)
-    folder = activation_folder(args.activations, args.prompt, args.stimuli)
-    summary = extract(model, tokenizer, chosen, folder, prompt=args.prompt,
-                      sources=args.sources, layers=args.layers or "all",
-                      batch_size=args.batch_size, shard=args.shard,
-                      chunk_size=args.chunk_size, progress=args.progress, model_name=args.model)
-    return chosen, summary
-
-
-def summary_json(summary: ExtractionSummary) -> str:
-    """The summary as one JSON line (for logs)."""
-    return json.dumps(
-        {"out_dir": str(summary.out_dir), "store_dir": str(summary.store_dir),
-         "requested": summary.n_requested, "skipped": summary.n_skipped,
-         "extracted": summary.n_extracted, "seconds": round(summary.seconds, 2)}
-    )
-
-
 __all__ = [
     "DEFAULT_SOURCES",
     "Extraction",
@@ -586,7 +557,6 @@ __all__ = [
     "parse_shard",
     "position_rule",
     "positive_int",
-    "run_extract_from_args",
     "select_stimuli",
     "stores_in",
     "text_digest",

@@ -157,17 +157,6 @@ def centroids(X, labels, order: Sequence | None = None) -> tuple[list, np.ndarra
     return order, np.stack([X[labels == lab].mean(axis=0) for lab in order])
 
 
-def centroid_cosines(X, labels, order: Sequence | None = None, *, centred: bool = True
-                     ) -> tuple[list, np.ndarray]:
-    """Cosine matrix of label centroids; ``centred`` subtracts the mean of all rows of ``X``
-    first (without it every residual-stream centroid has cosine ~0.9+ with every other)."""
-    X = np.asarray(X, dtype=np.float64)
-    if centred:
-        X = X - X.mean(axis=0)
-    order, C = centroids(X, labels, order)
-    return order, cosine_matrix(C)
-
-
 def correspondence_test(S, *, n_perm: int = 10_000, seed: int = 0) -> dict:
     """Matched vs mismatched entries of a cross-similarity matrix ``S [E, E]`` whose row ``i``
     and column ``i`` are the same label (e.g. English vs Japanese vector of each emotion).
@@ -427,7 +416,6 @@ def hierarchical(X, *, metric: str = "cosine", method: str = "average"
 __all__ = [
     "PCAResult",
     "RSAResult",
-    "centroid_cosines",
     "centroids",
     "cluster_agreement",
     "correspondence_test",
