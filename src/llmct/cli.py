@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from .errors import RUN_NAME, LLMCTError, OneLineParser, one_line
+from .errors import OneLineParser, report_errors
 
 
 def _cmd_layers(args) -> int:
@@ -78,8 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("scan", help="scan a YAML scenario and write metrics + an HTML report")
     p.add_argument("scenario", nargs="+", help="scenario YAML (see docs/scenarios.md); a folder "
-                   "or several files scan a population of conversations, pooled with the "
-                   "conversation as the unit")
+                   "(sub-folders searched too) or several files scan a population of "
+                   "conversations, pooled with the conversation as the unit; scenarios whose "
+                   "references, baseline, model or capture differ form separate pools (a "
+                   "scenario alone in its pool is scanned on its own)")
     p.add_argument("--model", default=None, help="override the scenario's model")
     p.add_argument("--out", default=None, help="output folder; refused if it exists unless "
                    "--overwrite (default: the scenario's output.dir, or a timestamped sibling "
@@ -107,17 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``llmct`` command. llmct's own errors, file-system and encoding errors print one
     line ``llmct: error: PROBLEM`` and return 2 (``LLMCT_TRACEBACK=1`` shows the traceback)."""
-    token = RUN_NAME.set("llmct")
-    try:
+    def command() -> int:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
-    except (LLMCTError, OSError, UnicodeError) as exc:
-        if os.environ.get("LLMCT_TRACEBACK"):
-            raise
-        print(f"llmct: error: {one_line(exc)}", file=sys.stderr)
-        return 2
-    finally:
-        RUN_NAME.reset(token)
+
+    return report_errors("llmct", command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,12 +1,15 @@
 """Exceptions with messages a researcher can act on (never a bare traceback from deep inside HF).
 
 Every error llmct raises on purpose derives from :class:`LLMCTError`; the experiments' and the
-``llmct`` command's shared wrapper (:func:`llmct.runs.run_main`) prints its message as one line
+``llmct`` command's shared wrapper (:func:`report_errors`) prints its message as one line
 ``NAME: error: MESSAGE`` and exits with status 2.
 """
 
 import argparse
 import contextvars
+import os
+import sys
+from collections.abc import Callable
 
 #: The name errors are reported under while a command runs (an experiment's folder name, "llmct").
 RUN_NAME: contextvars.ContextVar[str | None] = contextvars.ContextVar("llmct_run", default=None)
@@ -73,3 +76,21 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # argparse API
         self.exit(2, f"{RUN_NAME.get() or self.prog}: error: {message}\n")
+
+
+def report_errors(name: str, command: Callable[[], int | None]) -> int:
+    """Run ``command()`` under the run name ``name``: llmct's own errors, file-system errors and
+    encoding errors print one line ``NAME: error: PROBLEM`` on stderr and give 2
+    (``LLMCT_TRACEBACK=1`` re-raises instead). Returns the command's exit status (0 for None).
+    The one error handler of the ``llmct`` command and of every experiment."""
+    token = RUN_NAME.set(name)
+    try:
+        result = command()
+        return result if isinstance(result, int) else 0
+    except (LLMCTError, OSError, UnicodeError) as exc:
+        if os.environ.get("LLMCT_TRACEBACK"):
+            raise
+        print(f"{name}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    finally:
+        RUN_NAME.reset(token)

@@ -13,12 +13,11 @@ import functools
 import json
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import RUN_NAME, LLMCTError, OneLineParser, UsageError, one_line
+from .errors import RUN_NAME, LLMCTError, OneLineParser, UsageError, report_errors
 from .extract import (
     Extraction,
     activation_folder,
@@ -89,17 +88,7 @@ def run_main(main: Callable, file: str | Path | None = None, argv: Sequence[str]
     ``__file__`` (its folder names it). Returns the exit status for :func:`sys.exit`.
     """
     name = Path(file).resolve().parent.name if file else (_RUN_NAME.get() or "llmct")
-    token = _RUN_NAME.set(name)
-    try:
-        result = main(None if argv is None else list(argv))
-        return result if isinstance(result, int) else 0
-    except (LLMCTError, OSError, UnicodeError) as exc:
-        if os.environ.get("LLMCT_TRACEBACK"):
-            raise
-        print(f"{name}: error: {one_line(exc)}", file=sys.stderr)
-        return 2
-    finally:
-        _RUN_NAME.reset(token)
+    return report_errors(name, lambda: main(None if argv is None else list(argv)))
 
 
 def experiment_parser(description: str, *, sets: Sequence[str], prompt: str = "fewshot"
