@@ -187,7 +187,7 @@ def test_experiment_11_end_to_end(embedded, tmp_path, capsys):
             "--pairs-per-activity", "1", "--max-pairs", "4", "--threads", "1",
             "--norm-texts", "1", "--fluency-texts", "1",
             "--sample-tokens", "4", "--n-boot", "20", "--elo-orders", "2", "--no-progress",
-            "--out", str(out)]
+            "--null-directions", "0", "--null-shuffles", "0", "--out", str(out)]
     assert exp.main(args) == 0
     table = pd.read_csv(out / "category_ratings.csv")
     assert set(table.condition) == {"baseline", "angry@0.5", "random0@0.5"}

@@ -6,8 +6,9 @@ position, P(A) / (P(A) + P(B)). Every pair is asked in both orders and the two a
 so a pure preference for one label cancels exactly. The soft outcomes are turned into ratings two
 ways: sequential Elo (fixed K, averaged over random match orders, as in the source works) and
 Bradley-Terry maximum likelihood (order-free); both on the Elo scale (400 log10 odds, mean 1500).
-Uncertainty: a bootstrap over pairs, with the same resampled pairs for every condition so that
-differences between conditions are paired.
+Uncertainty: a bootstrap over pairs, or (since pairs share activities) over activities resampled
+within category, with the same resample for every condition so that differences between
+conditions are paired.
 
 Forwards are batched with shared prefixes: a prompt's tokens common to a batch (chat template,
 question, option A) are run once and their KV cache reused; the rest is left-padded. Logits equal
@@ -265,15 +266,18 @@ def elo_ratings(pairs, scores, n_items: int, *, k: float = 32.0, n_orders: int =
 def _elo_runs(pairs: np.ndarray, scores: np.ndarray, schedule: np.ndarray, n_items: int,
               k: float) -> np.ndarray:
     """Independent sequential Elo runs, vectorised over runs: run ``r`` plays the pairs
-    ``schedule[r]`` (indices into ``pairs``, in order) with outcomes ``scores[r]`` [P]."""
+    ``schedule[r]`` (indices into ``pairs``, in order; -1 = no game) with outcomes
+    ``scores[r]`` [P]."""
     n_runs = len(schedule)
     ratings = np.full((n_runs, n_items), BASE_RATING)
     rows = np.arange(n_runs)
     for t in range(schedule.shape[1]):
         m = schedule[:, t]
+        played = m >= 0  # -1 pads schedules of unequal length (activity bootstrap): no game
+        m = np.where(played, m, 0)
         i, j = pairs[m, 0], pairs[m, 1]
         expected = 1.0 / (1.0 + 10.0 ** ((ratings[rows, j] - ratings[rows, i]) / 400.0))
-        step = k * (scores[rows, m] - expected)
+        step = k * (scores[rows, m] - expected) * played
         ratings[rows, i] += step
         ratings[rows, j] -= step
     return ratings
@@ -385,6 +389,82 @@ def bootstrap_ratings(method: str, pairs, scores, n_items: int, *, n_boot: int =
     return out
 
 
+def activity_draws(groups: Sequence[str], n_boot: int = 500, seed: int = 0) -> np.ndarray:
+    """``[n_boot, n_items]`` draw counts of a bootstrap of the items (activities), stratified by
+    ``groups``: each resample draws, within every group, as many of its items as it has, with
+    replacement (a stratified cluster bootstrap; Davison & Hinkley 1997, *Bootstrap Methods*,
+    sec. 3.8). Seeded by ``np.random.default_rng(seed)``."""
+    groups = np.asarray(groups)
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((n_boot, len(groups)), dtype=np.int64)
+    for g in dict.fromkeys(groups.tolist()):
+        members = np.flatnonzero(groups == g)
+        k = len(members)
+        counts[:, members] = rng.multinomial(k, np.full(k, 1.0 / k), size=n_boot)
+    return counts
+
+
+def _padded_schedules(weights: np.ndarray, n_orders: int, rng) -> np.ndarray:
+    """``[len(weights) * n_orders, L]`` Elo schedules: pair ``m`` played ``weights[b, m]`` times
+    in a random order, ``n_orders`` orders per row of ``weights``, padded with -1 to one length."""
+    seqs = [rng.permutation(np.repeat(np.arange(weights.shape[1]), w)) for w in weights
+            for _ in range(n_orders)]
+    out = np.full((len(seqs), max(1, max(len(q) for q in seqs))), -1, dtype=np.int32)
+    for r, q in enumerate(seqs):
+        out[r, :len(q)] = q
+    return out
+
+
+def activity_bootstrap_ratings(method: str, pairs, scores, groups: Sequence[str], *,
+                               n_boot: int = 500, seed: int = 0, elo_k: float = 32.0,
+                               elo_orders: int = 5, chunk: int = 50
+                               ) -> tuple[np.ndarray, np.ndarray]:
+    """``(ratings [n_boot, C, n_items], draws [n_boot, n_items])``: ratings refitted on resampled
+    activities. ``scores`` [C, P] (conditions share each resample, so differences are paired).
+
+    Pairs share activities, so the activity, not the pair, is the independent unit. Each resample
+    draws activities within each of ``groups`` (:func:`activity_draws`); a pair counts
+    ``draws[i] * draws[j]`` times (the "pigeonhole" weighting of Owen 2007, *Ann. Appl. Stat.*
+    1(2), with one population on both sides). BT refits with these weights; Elo plays each pair
+    that many times in ``elo_orders`` random orders (averaged). Ratings are re-centred to mean
+    1500 over the drawn activities (weighted by draws); undrawn activities are meaningless and
+    carry weight 0 in :func:`weighted_group_means`.
+    """
+    model, hard = _check_method(method)
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    scores = hard_outcomes(scores) if hard else scores
+    n_items = len(groups)
+    draws = activity_draws(groups, n_boot, seed)
+    weights = draws[:, pairs[:, 0]] * draws[:, pairs[:, 1]]  # [B, P]
+    out = np.empty((n_boot, len(scores), n_items))
+    if model == "bt":
+        for c in range(len(scores)):
+            out[:, c] = bt_ratings(pairs, scores[c], n_items, weights=weights.astype(float))
+    else:
+        rng = np.random.default_rng(seed + 1)
+        for b0 in range(0, n_boot, chunk):
+            sched = _padded_schedules(weights[b0:b0 + chunk], elo_orders, rng)
+            nb = len(sched) // elo_orders
+            runs = np.repeat(scores, len(sched), axis=0)
+            r = _elo_runs(pairs, runs, np.tile(sched, (len(scores), 1)), n_items, elo_k)
+            out[b0:b0 + nb] = r.reshape(len(scores), nb, elo_orders, n_items
+                                        ).mean(2).transpose(1, 0, 2)
+    centre = (out * draws[:, None]).sum(-1, keepdims=True) / draws.sum(-1)[:, None, None]
+    return out - centre + BASE_RATING, draws
+
+
+def weighted_group_means(values: np.ndarray, groups: Sequence[str], weights: np.ndarray
+                         ) -> tuple[list[str], np.ndarray]:
+    """Weighted mean of ``values`` [B, ..., n_items] within each group, weights [B, n_items]
+    (e.g. bootstrap draw counts; a group must have positive total weight in every row)."""
+    groups = np.asarray(groups)
+    names = list(dict.fromkeys(groups.tolist()))
+    w = np.asarray(weights, dtype=float).reshape(len(weights), *([1] * (values.ndim - 2)), -1)
+    return names, np.stack([(values[..., groups == g] * w[..., groups == g]).sum(-1)
+                            / w[..., groups == g].sum(-1) for g in names], axis=-1)
+
+
 def group_means(values: np.ndarray, groups: Sequence[str]) -> tuple[list[str], np.ndarray]:
     """Mean of ``values`` [..., n_items] within each group (in order of first appearance)."""
     groups = np.asarray(groups)
@@ -392,14 +472,42 @@ def group_means(values: np.ndarray, groups: Sequence[str]) -> tuple[list[str], n
     return names, np.stack([values[..., groups == g].mean(-1) for g in names], axis=-1)
 
 
+UNITS = ("pairs", "activities")
+
+
+def _bootstrap_categories(method: str, pairs, mat: np.ndarray, categories: Sequence[str],
+                          unit: str, n_boot: int, seed: int, elo_k: float) -> np.ndarray:
+    """``[n_boot, C, G]`` bootstrap category ratings, resampling ``unit`` ('pairs' or
+    'activities', see :func:`bootstrap_ratings` and :func:`activity_bootstrap_ratings`)."""
+    if unit == "pairs":
+        boot = bootstrap_ratings(method, pairs, mat, len(categories), n_boot=n_boot, seed=seed,
+                                 elo_k=elo_k)
+        return group_means(boot, categories)[1]
+    if unit == "activities":
+        boot, draws = activity_bootstrap_ratings(method, pairs, mat, categories, n_boot=n_boot,
+                                                 seed=seed, elo_k=elo_k)
+        return weighted_group_means(boot, categories, draws)[1]
+    raise LLMCTError(f"unknown bootstrap unit {unit!r}; use one of {UNITS}")
+
+
+def ci_unit_label(unit: str, n_pairs: int, n_items: int) -> str:
+    """The ``ci_unit`` text of an interval from :func:`rating_table` with this ``unit``."""
+    if unit == "pairs":
+        return f"pairs (n={n_pairs}; activities held fixed)"
+    return f"activities resampled within category (n={n_items}; pair weight = product of draws)"
+
+
 def rating_table(pairs, scores: dict[str, np.ndarray], categories: Sequence[str], *,
                  baseline: str, controls: dict[str, Sequence[str]] | None = None,
                  methods: Sequence[str] = METHODS, n_boot: int = 500, ci: float = 0.95,
-                 seed: int = 0, elo_k: float = 32.0, elo_orders: int = 20) -> pd.DataFrame:
+                 seed: int = 0, elo_k: float = 32.0, elo_orders: int = 20,
+                 unit: str = "pairs") -> pd.DataFrame:
     """Category ratings per condition and their change vs ``baseline`` (``delta``), with paired
-    bootstrap CIs over pairs. ``scores``: condition -> [P] soft outcomes; ``categories``: one per
-    item. ``controls``: condition -> control conditions (e.g. random directions of the same
-    norm); ``excess`` = the condition's rating minus the mean of its controls' (NaN if none)."""
+    bootstrap CIs that resample ``unit``: 'pairs' (activities fixed) or 'activities' (stratified
+    by category; the independent unit, since pairs share activities). ``scores``: condition ->
+    [P] soft outcomes; ``categories``: one per item. ``controls``: condition -> control
+    conditions (e.g. random directions of the same norm); ``excess`` = the condition's rating
+    minus the mean of its controls' (NaN if none). Column ``ci_unit`` names the resampled unit."""
     names = list(scores)
     controls = controls or {}
     for cond in [baseline, *controls, *(c for cs in controls.values() for c in cs)]:
@@ -408,13 +516,12 @@ def rating_table(pairs, scores: dict[str, np.ndarray], categories: Sequence[str]
     mat = np.stack([np.asarray(scores[c], dtype=float) for c in names])
     n_items = len(categories)
     b0 = names.index(baseline)
+    ci_unit = ci_unit_label(unit, len(np.asarray(pairs).reshape(-1, 2)), n_items)
     rows = []
     for method in methods:
         point = ratings(method, pairs, mat, n_items, seed=seed, elo_k=elo_k, elo_orders=elo_orders)
-        boot = bootstrap_ratings(method, pairs, mat, n_items, n_boot=n_boot, seed=seed,
-                                 elo_k=elo_k)
         cats, point_c = group_means(point, categories)
-        _, boot_c = group_means(boot, categories)
+        boot_c = _bootstrap_categories(method, pairs, mat, categories, unit, n_boot, seed, elo_k)
         for c, cond in enumerate(names):
             ctl = [names.index(k) for k in controls.get(cond, ())]
             for g, cat in enumerate(cats):
@@ -428,6 +535,7 @@ def rating_table(pairs, scores: dict[str, np.ndarray], categories: Sequence[str]
                     row["excess"] = point_c[c, g] - point_c[ctl, g].mean()
                     row["excess_lo"], row["excess_hi"] = percentile_ci(
                         boot_c[:, c, g] - boot_c[:, ctl, g].mean(-1), ci)
+                row["ci_unit"] = ci_unit
                 rows.append(row)
     return pd.DataFrame(rows)
 
@@ -436,10 +544,14 @@ __all__ = [
     "LABELS",
     "METHODS",
     "PROMPT",
+    "UNITS",
     "Choices",
+    "activity_bootstrap_ratings",
+    "activity_draws",
     "ask_preferences",
     "bootstrap_ratings",
     "bt_ratings",
+    "ci_unit_label",
     "combine_orders",
     "elo_ratings",
     "group_means",
@@ -450,4 +562,5 @@ __all__ = [
     "rating_table",
     "ratings",
     "sample_pairs",
+    "weighted_group_means",
 ]
