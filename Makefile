@@ -49,8 +49,10 @@ monitor: setup  ## live emotion readout while generating the scenario's assistan
 bench: setup  ## speed/memory benchmarks (ratios against a baseline in the same run)
 	$(RUN) python benchmarks/bench_capture.py
 
-lint: setup
+lint: setup  ## ruff, and no block of 6+ similar lines repeated in src/ or between experiments
 	$(RUN) ruff check .
+	$(RUN) pylint --disable=all --enable=duplicate-code --min-similarity-lines=6 --score=n \
+	  src/llmct experiments/*/run.py analysis/*.py visualization/figures/*.py scripts/*.py
 
 # -- reproduction, figures, cloud GPUs (scripts/cloud.sh reads .env.session; docs/cloud-gpu.md) --
 EXP ?=
