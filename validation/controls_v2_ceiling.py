@@ -68,31 +68,46 @@ COLUMNS = ["controls", "baseline", "C", "folds", "auroc", "fold_mean", "threshol
 REVISION_NOTES = """\
 All figures: 5-fold CV grouped by pair_id (seed 0), C = 1, word / char / stylometric.
 
-- Draft (96 controls, each a sentence-by-sentence parallel of its vignette: same people, ages,
-  roles, setting, quoted or reported speech, digits; the event and its meaning changed to an
-  ordinary exchange): 0.990 / 0.982 / 0.758. Leaking toward Set B: body parts and expressive
-  verbs (eyes, voice, mouth, face, head, laugh, stopped, refuses), negation and intensity
-  (without, not, away, hard, again, twice, as if), direct address (you). Toward the controls:
-  routine and administration (same, new, next, last, week, check, reads, asks whether).
-  Stylometric: Set B had more commas and exclamation marks, longer words; controls were longer.
-- Pass 1 (routine words varied: same/new/next/last/check/reads/put): 0.992 / 0.986 / 0.746.
-- Pass 2 (neutral physical description where the vignette has it, e.g. eyes on the screen,
-  face toward the lamp, arm across his chest; negation and repetition in neutral senses):
-  0.986 / 0.977 / 0.745.
-- Pass 3 (my own tics removed: weekdays 53 -> 4 against Set B's 16, rota/timetable/shift/route
-  45 -> 15; a few adverbs added; residual echoes of the vignettes' behaviour removed, e.g.
-  repeated time checks, a shrug): 0.982 / 0.977 / 0.746.
-- Pass 4 (a tic created by pass 3 and others of mine: "at the weekend" 17 -> 9, goes, while,
-  dates): final figures in the table above.
-- An exploratory check (not in this script): deleting a fixed list of ~100 expressive and body
-  words from every text left word TF-IDF at 0.989. With leave-one-emotion-out folds word and
-  char TF-IDF stay at ~0.92-0.95 (table above). So the separation is not a handful of leaked
-  words but a distributed difference between narratives in which something emotionally
-  significant happens (negation, refusal, repetition, bodily reaction, direct address) and
-  narratives in which it does not (logistics, prepositions of place and time). Pushing it to
-  0.75 would need the controls to carry the vignettes' expressive behaviour, i.e. to stop being
-  neutral; so the number is reported as it is. For experiments 03/07 on Set B vs controls v2,
-  a probe counts as evidence only if it beats these text-only baselines on the same folds.
+Version 1 of controls v2 FAILED the target (word 0.981, char 0.977, stylometric 0.742; table
+kept in controls_v2_ceiling_first_draft.csv, texts in git history). Version 1 controls were
+sentence-by-sentence parallels of their vignettes (same people, ages, roles, setting, speech,
+digits) in which the event was replaced by an ordinary exchange, written in the writer's own
+neutral vocabulary. Its history:
+
+- Draft: 0.990 / 0.982 / 0.758. Pass 1 (routine words varied): 0.992 / 0.986 / 0.746. Pass 2
+  (neutral physical description): 0.986 / 0.977 / 0.745. Pass 3 (writer's tics: weekdays,
+  rota/timetable/shift/route): 0.982 / 0.977 / 0.746. Pass 4 ("at the weekend", goes, while,
+  dates): 0.981 / 0.977 / 0.742.
+- Words that leaked in version 1 (word TF-IDF LR on all pairs, largest coefficients). Toward
+  Set B: mouth, voice, as if, hard, you, laugh, away, if, head, short, refuses, stopped, were,
+  face, nose, shakes / shook, cannot, eyebrows, grips, loud, breathing, eyes, jaw, arms,
+  several, times, between, saying, been. Toward the controls: on, on the, is, to see, from the,
+  by, to the, see, for the, about, from, whether (the), asks (whether), bag, went through,
+  school, takes, tablets, bus, work, list, them, where, should, lift, sits back. I.e. only Set
+  B used the body-part and behaviour words, negation, repetition and direct address; only the
+  controls used the logistics vocabulary. Leave-one-emotion-out stayed at 0.94 / 0.91.
+
+Version 2 (this file): the 96 controls were rewritten, per issue #15, as lexically matched
+("lure") neutral narratives: each keeps its vignette's people, setting, sentence order,
+quoted or reported speech, digits and length (within 10%) and reuses most of its salient
+content words, including the behaviour words and event nouns, in an emotionally insignificant
+sense (a hand over the mouth to cover a cough, a nose wrinkled to push glasses up, a short laugh
+when a printer jams, a result that comes back as expected), so that nothing emotionally
+significant happens to anyone. Procedure: each control was first rewritten from its vignette
+with the leaked words of version 1 in mind; then, in repeated passes, the document frequency of
+every word and character n-gram that the pre-registered baselines weighted was compared between
+Set B and the controls, and individual controls were edited (never the code, folds or
+threshold) to use the vignette's words and avoid the writer's own recurring words (e.g. same,
+while, next, about, cold, glasses, shift, weekend, "laughed at", semicolons); every pass was
+followed by a read-through for neutrality that removed residual emotional cues (e.g. restoring
+a neutral reason for a gesture such as gripping, staring or a shaking hand). Figures along the
+way: 0.957 / 0.960 / 0.702 (first rewrite) -> 0.853 / 0.845 -> 0.790 / 0.787 -> 0.735 / 0.743
+-> final (table above). Caveat: the items were revised while looking at these same
+pre-registered folds, so the headline is selected and optimistic; the robustness rows (other
+fold seeds, C, leave-one-pair-out) and leave-one-emotion-out are the less biased check.
+Residual separating features are listed above (mostly single emotion-specific words such as
+grinning, died, clenched, pregnancy, spitting that the controls do not reuse). Word overlap:
+on average 72% of a vignette's word types occur in its control (version 1: 55%).
 """
 
 
