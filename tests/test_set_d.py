@@ -20,6 +20,7 @@ from validation.lexical_screening import explicit_terms, load_terms
 ROOT = Path(__file__).resolve().parent.parent
 SET_D = ROOT / "stimuli" / "set_d_appraisal.jsonl"
 SET_D_CONFIRM = ROOT / "stimuli" / "set_d_confirmation.jsonl"
+SET_D_CONFIRM_2 = ROOT / "stimuli" / "set_d_confirmation_2.jsonl"
 
 EMOTIONS = ("anger", "anticipation", "disgust", "fear", "joy", "sadness", "surprise", "trust")
 LABELS = (*EMOTIONS, "neutral")
@@ -70,10 +71,19 @@ def _files() -> list[tuple[Path, str, str]]:
     return out
 
 
-@pytest.fixture(scope="module", params=[0, 1], ids=["set_d", "set_d_confirm"])
+def _structure_files() -> list[tuple[Path, str, str]]:
+    """Every Set D file whose structure is tested: _files() plus the second confirmation set
+    (which the blind sheet of validation/set_d_blind.py does not include)."""
+    out = _files()
+    if SET_D_CONFIRM_2.is_file():
+        out.append((SET_D_CONFIRM_2, "set_d_confirm_2", "DC2-"))
+    return out
+
+
+@pytest.fixture(scope="module", params=["set_d", "set_d_confirm", "set_d_confirm_2"])
 def items(request) -> tuple[str, str, list[dict]]:
-    files = _files()
-    if request.param >= len(files):
+    files = {name: (path, name, prefix) for path, name, prefix in _structure_files()}
+    if request.param not in files:
         pytest.skip("confirmation frames not written yet")
     path, set_name, prefix = files[request.param]
     return set_name, prefix, _read(path)
@@ -100,7 +110,7 @@ def test_every_frame_has_the_nine_labels_once(items):
     frames: dict[str, list[str]] = defaultdict(list)
     for r in rows:
         frames[r["frame_id"]].append(r["label"])
-    expected = {"set_d": 16, "set_d_confirm": 4}[set_name]
+    expected = {"set_d": 16, "set_d_confirm": 4, "set_d_confirm_2": 4}[set_name]
     assert len(frames) == expected
     for fid, labels in frames.items():
         assert sorted(labels) == sorted(LABELS), f"{fid}: labels {sorted(labels)}"

@@ -353,6 +353,7 @@ def test_set_d_frames_need_one_item_per_emotion_and_neutral(tmp_path, monkeypatc
 def test_new_shipped_sets_are_registered_and_a_missing_file_is_a_clear_error(tmp_path, monkeypatch):
     assert SET_FILES["set_d"] == ("set_d_appraisal.jsonl",)
     assert SET_FILES["set_d_confirm"] == ("set_d_confirmation.jsonl",)
+    assert SET_FILES["set_d_confirm_2"] == ("set_d_confirmation_2.jsonl",)
     assert SET_FILES["set_b_control_v2"] == ("set_b_controls_v2.jsonl",)
     assert SET_FILES["stories_v2"] == ("stories_v2_en.jsonl", "stories_v2_ja.jsonl")
     assert SET_FILES["neutral_stories"] == ("neutral_stories_en.jsonl", "neutral_stories_ja.jsonl")

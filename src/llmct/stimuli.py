@@ -71,6 +71,7 @@ SET_FILES: dict[str, tuple[str, ...]] = {
     "set_c": ("set_c.jsonl",),
     "set_d": ("set_d_appraisal.jsonl",),
     "set_d_confirm": ("set_d_confirmation.jsonl",),
+    "set_d_confirm_2": ("set_d_confirmation_2.jsonl",),
     "stories": ("stories_en.jsonl", "stories_ja.jsonl"),
     "stories_v2": ("stories_v2_en.jsonl", "stories_v2_ja.jsonl"),
     "neutral_dialogues": ("neutral_dialogues_en.jsonl", "neutral_dialogues_ja.jsonl"),
@@ -95,6 +96,7 @@ EMOTIONS: tuple[str, ...] = (
 FRAME_SETS: dict[str, tuple[str, ...]] = {
     "set_d": (*EMOTIONS, "neutral"),
     "set_d_confirm": (*EMOTIONS, "neutral"),
+    "set_d_confirm_2": (*EMOTIONS, "neutral"),
 }
 
 
