@@ -124,6 +124,33 @@ def test_prefix_cache_equals_full_forwards_with_sliding_window(kind):
     assert count_hooks(model) == 0
 
 
+@pytest.mark.parametrize("kind", ["mistral_sw", "gemma3", "llama"])
+def test_fresh_cache_is_shallow_for_dynamic_layers_and_leaves_the_original_intact(kind):
+    """The per-run copy of a dynamic (full or sliding-window) cache shares the stored tensors
+    (no deep copy of the whole cache per run) and extending it leaves the original's tensors,
+    lengths and values exactly as they were; a cache with in-place layers is deep-copied."""
+    from transformers.cache_utils import StaticCache
+
+    from llmct.runner import fresh_cache
+
+    model = tiny_model(kind)
+    ids = torch.tensor([[5, 9, 17, 33, 2, 8, 7, 3, 99, 12]])
+    with torch.inference_mode():
+        root = model(ids, use_cache=True).past_key_values
+        before = [(layer.keys.clone(), layer.values.clone(), getattr(layer, "cumulative_length", 0))
+                  for layer in root.layers]
+        copy_ = fresh_cache(root)
+        assert all(a.keys is b.keys for a, b in zip(copy_.layers, root.layers, strict=True))
+        model(torch.tensor([[45]]), past_key_values=copy_, use_cache=True)
+    for layer, (k, v, n) in zip(root.layers, before, strict=True):
+        assert torch.equal(layer.keys, k) and torch.equal(layer.values, v)
+        assert getattr(layer, "cumulative_length", 0) == n
+    assert copy_.get_seq_length() == root.get_seq_length() + 1 or kind == "mistral_sw"
+    static = StaticCache(config=model.config, max_cache_len=16)
+    assert fresh_cache(static) is not static and all(
+        a is not b for a, b in zip(fresh_cache(static).layers, static.layers, strict=True))
+
+
 # -- 3. chat spans come from the rendering, never from searching the string ----------------------
 
 @pytest.fixture(scope="module")
