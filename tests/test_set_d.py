@@ -215,6 +215,26 @@ def test_confirmation_holdout_is_scored_but_not_asserted():
     assert len(held) == 6, "confirmation result not recorded"
 
 
+def test_second_confirmation_set_is_scored_like_the_first_and_recorded():
+    """DC2-01..04 (frozen before scoring) are scored once like the first confirmation set; the
+    result is reported as it came out (validation/outputs/set_d_ceiling.csv), not asserted."""
+    if not SET_D_CONFIRM_2.is_file():
+        pytest.skip("second confirmation set not written yet")
+    d = set_d_ceiling.load_items(SET_D)
+    c2 = set_d_ceiling.load_items(SET_D_CONFIRM_2)
+    rows = set_d_ceiling.holdout_rows(d, c2, "confirm2_holdout", "train D-01..D-16, test DC2")
+    assert len(rows) == 6 and {r["n_frames"] for r in rows} == {4}
+    assert all(0.0 <= r["auroc"] <= 1.0 for r in rows)
+    recorded = set_d_ceiling.pd.read_csv(set_d_ceiling.DEFAULT_OUT / "set_d_ceiling.csv")
+    for ev in ("confirm2_holdout", "all2_cv"):
+        held = recorded[(recorded["eval"] == ev) & recorded.preregistered]
+        assert len(held) == 6, f"{ev}: second confirmation result not recorded"
+    rec = recorded[(recorded["eval"] == "confirm2_holdout") & recorded.preregistered]
+    now = {(r["task"], r["baseline"]): r["auroc"] for r in rows}
+    for r in rec.itertuples():
+        assert abs(now[(r.task, r.baseline)] - r.auroc) < 1e-3
+
+
 def test_ceiling_folds_never_split_a_frame():
     import numpy as np
 

@@ -23,7 +23,10 @@ same leave-one-frame-out folds and on the confirmation hold-out.
 
 Confirmation frames (``--confirm``; run only once they were written without any classifier):
 ``confirm_holdout`` trains on the frozen 16 frames and tests on DC-01..DC-04; ``all_cv`` is
-leave-one-frame-out over all 20 frames.
+leave-one-frame-out over all 20 frames. The second confirmation set (DC2-01..DC2-04,
+``set_d_confirmation_2.jsonl``, frozen before scoring) is scored the same way when present:
+``confirm2_holdout`` (train on the frozen 16, test on DC2) and ``all2_cv`` (leave-one-frame-out
+over the 16 + 4 DC2 frames).
 
 CLI: ``python validation/set_d_ceiling.py [--confirm] [--out DIR]`` writes ``set_d_ceiling.csv``
 and ``set_d_ceiling.md`` (with the top-weighted word features: the words that leak, if any).
@@ -48,6 +51,7 @@ from llmct.text_baselines import BASELINES, grouped_cv_auroc, grouped_folds, top
 ROOT = Path(__file__).resolve().parent.parent
 SET_D = ROOT / "stimuli" / "set_d_appraisal.jsonl"
 SET_D_CONFIRM = ROOT / "stimuli" / "set_d_confirmation.jsonl"
+SET_D_CONFIRM_2 = ROOT / "stimuli" / "set_d_confirmation_2.jsonl"
 DEFAULT_OUT = Path(__file__).resolve().parent / "outputs"
 
 EMOTIONS = ("anger", "anticipation", "disgust", "fear", "joy", "sadness", "surprise", "trust")
@@ -178,7 +182,8 @@ def extra_rows(d: pd.DataFrame, c: pd.DataFrame | None) -> list[dict]:
     return rows
 
 
-def holdout_rows(train: pd.DataFrame, test: pd.DataFrame) -> list[dict]:
+def holdout_rows(train: pd.DataFrame, test: pd.DataFrame, eval_name: str = "confirm_holdout",
+                 folds_name: str = "train D-01..D-16, test DC") -> list[dict]:
     """Train on the frozen set, test on the confirmation frames (one fold)."""
     both = pd.concat([train, test], ignore_index=True)
     rows = []
@@ -188,7 +193,7 @@ def holdout_rows(train: pd.DataFrame, test: pd.DataFrame) -> list[dict]:
         folds = [(np.flatnonzero(~is_test), np.flatnonzero(is_test))]
         for b in BASELINES:
             s = grouped_cv_auroc(X, y, g, b, C=C_PREREG, folds=folds)
-            rows.append(_row("confirm_holdout", task, b, C_PREREG, "train D-01..D-16, test DC",
+            rows.append(_row(eval_name, task, b, C_PREREG, folds_name,
                              s, True, int(is_test.sum()), len(np.unique(g[is_test]))))
     return rows
 
@@ -211,6 +216,11 @@ def run(out: Path, *, confirm: bool = False, robustness: bool = True,
     if c is not None:
         rows += holdout_rows(d, c)
         rows += cv_rows(pd.concat([d, c], ignore_index=True), "all_cv", robustness=robustness)
+        if SET_D_CONFIRM_2.is_file():  # second confirmation set, scored exactly like the first
+            c2 = load_items(SET_D_CONFIRM_2)
+            rows += holdout_rows(d, c2, "confirm2_holdout", "train D-01..D-16, test DC2")
+            rows += cv_rows(pd.concat([d, c2], ignore_index=True), "all2_cv",
+                            robustness=robustness)
     if extra:
         rows += extra_rows(d, c)
     res = pd.DataFrame(rows, columns=COLUMNS)
@@ -233,6 +243,10 @@ def render_md(res: pd.DataFrame, leaks: pd.DataFrame) -> str:
     for r in pre.itertuples():
         lines.append(f"| {r.eval} | {r.task} | {r.baseline} | {r.auroc:.3f} | {r.threshold:.2f}"
                      f" | {'yes' if r.passes else '**no**'} |")
+    lines += ["", "Verdict per evaluation (all pre-registered rows of that evaluation):", ""]
+    for ev, grp in pre.groupby("eval", sort=False):
+        worst = ", ".join(f"{t} max {g.auroc.max():.3f}" for t, g in grp.groupby("task", sort=False))
+        lines.append(f"- {ev}: {'passes' if grp.passes.all() else '**fails**'} ({worst})")
     rob = res[~res.preregistered & (res.folds != "post hoc")]
     if len(rob):
         lines += ["", "## Robustness (not pre-registered): maximum AUROC over C in {0.1, 10} and"
