@@ -18,10 +18,14 @@ capture, interventions, steering and the monitor all use.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypedDict, cast
 
 import torch.nn as nn
 
 from .errors import CaptureError, UnsupportedArchitectureError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 #: Canonical site names, in the order capture reports them.
 SITES = ("hidden_in", "hidden_out", "attn_out", "mlp_out")
@@ -77,13 +81,13 @@ class ArchAdapter:
     # the norm modules a block must have as direct children (any other layout is refused)
     norms: tuple[str, ...] = ("input_layernorm", "post_attention_layernorm")
 
-    def block_list(self, model: nn.Module) -> nn.ModuleList:
-        return get_submodule(model, self.blocks)
+    def block_list(self, model: PreTrainedModel) -> nn.ModuleList:
+        return cast(nn.ModuleList, get_submodule(model, self.blocks))
 
-    def n_layers(self, model: nn.Module) -> int:
+    def n_layers(self, model: PreTrainedModel) -> int:
         return len(self.block_list(model))
 
-    def site(self, model: nn.Module, site: str, layer: int) -> SitePoint:
+    def site(self, model: PreTrainedModel, site: str, layer: int) -> SitePoint:
         """The module and hook kind of ``site`` (or an alias) at block ``layer`` (>= 0)."""
         name = canonical_site(site)
         blocks = self.block_list(model)
@@ -116,21 +120,28 @@ class ArchAdapter:
         return get_submodule(block, self.attn)
 
     @staticmethod
-    def embed(model: nn.Module) -> nn.Module:
+    def embed(model: PreTrainedModel) -> nn.Embedding:
         """Token embedding (HF's standard accessor; the first thing a forward runs)."""
-        return model.get_input_embeddings()
+        return cast(nn.Embedding, model.get_input_embeddings())
 
     @staticmethod
-    def unembed(model: nn.Module) -> nn.Module:
+    def unembed(model: PreTrainedModel) -> nn.Linear:
         return model.get_output_embeddings()
 
-    def is_parallel(self, model: nn.Module) -> bool:
+    def is_parallel(self, model: PreTrainedModel) -> bool:
         if self.block_kind == "parallel":
             return bool(getattr(model.config, "use_parallel_residual", True))
         return False
 
 
-_LLAMA_LIKE = dict(
+class _BlockPaths(TypedDict):
+    blocks: str
+    final_norm: str
+    attn: str
+    mlp: str
+
+
+_LLAMA_LIKE = _BlockPaths(
     blocks="model.layers",
     final_norm="model.norm",
     attn="self_attn",
@@ -190,7 +201,7 @@ def supported_model_types() -> list[str]:
     return sorted(t for a in ADAPTERS for t in a.model_types)
 
 
-def get_adapter(model: nn.Module) -> ArchAdapter:
+def get_adapter(model: PreTrainedModel) -> ArchAdapter:
     """The adapter for ``model`` (by ``config.model_type``), verified against the real modules."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     for adapter in ADAPTERS:
@@ -214,7 +225,8 @@ def get_adapter(model: nn.Module) -> ArchAdapter:
     )
 
 
-def verify_adapter(model: nn.Module, token_ids: list[int] | None = None, rtol: float = 2e-5) -> dict:
+def verify_adapter(model: PreTrainedModel, token_ids: list[int] | None = None,
+                   rtol: float = 2e-5) -> dict:
     """Check the adapter against the module's actual forward on one short sequence.
 
     At every position and layer: ``hidden_out == hidden_in + attn_out + mlp_out`` (what the
@@ -228,12 +240,12 @@ def verify_adapter(model: nn.Module, token_ids: list[int] | None = None, rtol: f
     from .capture import capture
 
     adapter = get_adapter(model)
-    vocab = model.get_input_embeddings().num_embeddings
+    vocab = cast(nn.Embedding, model.get_input_embeddings()).num_embeddings
     ids = token_ids or [(7 * k + 3) % vocab for k in range(8)]
     cap = capture(model, None, [ids], position=[list(range(len(ids)))])
     err = float(abs(cap["hidden_out"] - (cap["hidden_in"] + cap["attn_out"] + cap["mlp_out"])).max())
     with torch.inference_mode():
-        device = model.get_input_embeddings().weight.device
+        device = cast(nn.Embedding, model.get_input_embeddings()).weight.device
         hs = model(torch.tensor([ids], device=device), output_hidden_states=True,
                    use_cache=False).hidden_states
     ref = [h[0].float().cpu().numpy() for h in hs]
@@ -258,7 +270,7 @@ def head_dim(config) -> int:
     return int(config.hidden_size // config.num_attention_heads)
 
 
-def describe(model: nn.Module) -> dict:
+def describe(model: PreTrainedModel) -> dict:
     """The layer map printed by ``llmct layers``: what lives where, and the attention geometry."""
     adapter = get_adapter(model)
     cfg = model.config

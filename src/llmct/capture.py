@@ -10,6 +10,8 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +22,7 @@ from .errors import CaptureError
 from .hooks import Hooks
 from .positions import PositionSpec, ReadOut, batch_readout, describe_position, readouts_for_item
 from .runner import (  # noqa: F401  (re-exported: the historical home of these helpers)
+    Tokenizer,
     context_length,
     model_device,
     pad_batch,
@@ -29,6 +32,9 @@ from .runner import (  # noqa: F401  (re-exported: the historical home of these 
 )
 from .runner import forward as run_forward
 from .runner import pad_id as _runner_pad_id
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 SOURCES = SITES
 
@@ -86,14 +92,15 @@ def resolve_layers(layers: str | int | Sequence[int], n_layers: int) -> list[int
     return out
 
 
-def forward_batch(model, ids: torch.Tensor, mask: torch.Tensor, *, want_logits: bool):
+def forward_batch(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, *,
+                  want_logits: bool):
     """One forward with explicit position ids; the LM head is skipped when logits are not needed."""
     return run_forward(model, ids, mask, logits=want_logits)
 
 
 def capture(
-    model,
-    tokenizer,
+    model: PreTrainedModel,
+    tokenizer: Tokenizer | None,
     inputs: Sequence,
     *,
     sources: Sequence[str] = SOURCES,
@@ -142,7 +149,7 @@ def capture(
         for pos, layer in enumerate(layer_idx):
             for source in sources:
                 hooks.read(adapter.site(model, source, layer),
-                           lambda h, s=source, p=pos: store(s, p, h))
+                           partial(store, source, pos))
             if attention:
                 hooks.forward(
                     adapter.attention_module(adapter.block_list(model)[layer]),
@@ -219,8 +226,8 @@ def check_sources(sources: Sequence[str]) -> tuple[str, ...]:
     return canonical
 
 
-def _check_options(model, tokenizer, batch_size: int, padding_side: str | None,
-                   attention: bool) -> str:
+def _check_options(model: PreTrainedModel, tokenizer: Tokenizer | None, batch_size: int,
+                   padding_side: str | None, attention: bool) -> str:
     """Validate the batching options; returns the padding side to use."""
     if batch_size < 1:
         raise CaptureError(f"batch_size must be >= 1, got {batch_size}")
@@ -235,8 +242,8 @@ def _check_options(model, tokenizer, batch_size: int, padding_side: str | None,
     return side
 
 
-def _meta(model, family: str, n_layers: int, device, position: str, sources, layer_idx, side,
-          token_ids) -> dict:
+def _meta(model: PreTrainedModel, family: str, n_layers: int, device, position: str, sources,
+          layer_idx, side, token_ids) -> dict:
     """The manifest fields of a capture."""
     return {
         "model": getattr(model.config, "_name_or_path", None) or model.config.model_type,
@@ -253,7 +260,7 @@ def _meta(model, family: str, n_layers: int, device, position: str, sources, lay
     }
 
 
-def _pad_id(tokenizer, model) -> int:
+def _pad_id(tokenizer: Tokenizer | None, model: PreTrainedModel) -> int:
     return _runner_pad_id(tokenizer, model)
 
 

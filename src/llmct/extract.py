@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -31,6 +32,11 @@ from .models import model_fingerprint
 from .positions import describe_position
 from .prompts import PROMPT_MODES, build_inputs, fewshot_prompt, zeroshot_prompt
 from .store import ChunkedStore, base_manifest, check_identity, load_npz
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from .runner import Tokenizer
 
 #: The paper's three sources: block output (h), attention output (a), MLP output (m).
 DEFAULT_SOURCES = ("hidden_out", "attn_out", "mlp_out")
@@ -228,8 +234,8 @@ def expected_identity(model_name: str, *, prompt: str, dtype: str | None = None,
 
 
 def extract(
-    model,
-    tokenizer,
+    model: PreTrainedModel,
+    tokenizer: Tokenizer,
     stimuli,
     out_dir: str | Path,
     *,
@@ -304,7 +310,7 @@ def extract(
             **{s: cap.acts[s] for s in sources},
         }
         if attention:
-            arrays["attention"] = _pad_attention(cap.attention)
+            arrays["attention"] = _pad_attention(cast(list[np.ndarray], cap.attention))
         chunk_manifest = {**manifest, "device": cap.meta["device"],
                           "padding_side": cap.meta["padding_side"],
                           "shard": None if shard is None else f"{shard[0]}/{shard[1]}"}

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -32,8 +33,19 @@ from .capture import resolve_layers
 from .errors import CaptureError
 from .hooks import Hooks
 from .positions import batch_readout, readouts_for_item
-from .runner import cache_is_croppable, fresh_cache, model_device, pad_batch, pad_id, prepare
+from .runner import (
+    Tokenizer,
+    cache_is_croppable,
+    fresh_cache,
+    model_device,
+    pad_batch,
+    pad_id,
+    prepare,
+)
 from .runner import forward as run_forward
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 INTERVENABLE = ("hidden_out", "attn_out", "mlp_out")
 ABLATIONS = ("zero", "mean", "noise")
@@ -46,7 +58,7 @@ Positions = str | int | Sequence[Sequence[int]]
 Intervention = Callable[[list[int]], object] | None
 
 
-def site_point(model, source: str, layer: int) -> SitePoint:
+def site_point(model: PreTrainedModel, source: str, layer: int) -> SitePoint:
     """Where an intervenable ``source`` (or its alias) lives at ``layer`` (negative counts from
     the end), from the architecture adapter's one site mapping."""
     if canonical_site(source) not in INTERVENABLE:
@@ -56,7 +68,7 @@ def site_point(model, source: str, layer: int) -> SitePoint:
     return adapter.site(model, source, resolve_layers(int(layer), n)[0])
 
 
-def site_module(model, source: str, layer: int) -> torch.nn.Module:
+def site_module(model: PreTrainedModel, source: str, layer: int) -> torch.nn.Module:
     """The module whose (first) output *is* ``source`` at ``layer`` (negative counts from the end)."""
     return site_point(model, source, layer).module
 
@@ -103,7 +115,7 @@ def _columns(mask: torch.Tensor | None, n_rows: int, n_cols: int, positions: Pos
 
 
 @contextmanager
-def edit(model, source: str, layer: int, positions: Positions,
+def edit(model: PreTrainedModel, source: str, layer: int, positions: Positions,
          fn: Callable[[torch.Tensor, list[int]], torch.Tensor]):
     """Replace ``source`` at ``layer`` at ``positions`` by ``fn(old_rows [n, D], row_counts)``,
     where ``row_counts[b]`` is the number of edited tokens of batch row ``b`` (rows in order).
@@ -136,7 +148,8 @@ def _as_tensor(x) -> torch.Tensor:
 
 
 @contextmanager
-def patch(model, source: str, layer: int, values, positions: Positions = "last"):
+def patch(model: PreTrainedModel, source: str, layer: int, values,
+          positions: Positions = "last"):
     """Overwrite ``source`` at ``layer`` with given vectors at each item's ``positions``.
 
     ``values``: one vector ``[D]`` for every edited token; ``[B, D]`` (one edited token per
@@ -157,21 +170,22 @@ def patch(model, source: str, layer: int, values, positions: Positions = "last")
     def fn(old: torch.Tensor, counts: list[int]) -> torch.Tensor:
         if flat is not None:
             return flat.to(old.device).expand(old.shape[0], -1)
-        if len(per_item) != len(counts):
-            raise CaptureError(f"patch has values for {len(per_item)} items but the batch has "
+        items = cast(list[torch.Tensor], per_item)  # set whenever flat is None
+        if len(items) != len(counts):
+            raise CaptureError(f"patch has values for {len(items)} items but the batch has "
                                f"{len(counts)}")
-        for b, (v, n) in enumerate(zip(per_item, counts, strict=True)):
+        for b, (v, n) in enumerate(zip(items, counts, strict=True)):
             if v.shape[0] != n:
                 raise CaptureError(f"item {b}: {v.shape[0]} patch vectors for {n} positions")
-        return torch.cat(per_item).to(old.device)
+        return torch.cat(items).to(old.device)
 
     with edit(model, source, layer, positions, fn):
         yield
 
 
 @contextmanager
-def ablate(model, source: str, layer: int, mode: str = "zero", positions: Positions = "last",
-           mean_vector=None, seed: int = 0):
+def ablate(model: PreTrainedModel, source: str, layer: int, mode: str = "zero",
+           positions: Positions = "last", mean_vector=None, seed: int = 0):
     """Ablate ``source`` at ``layer``: ``zero``; ``mean`` (replace by ``mean_vector`` [D]); or
     ``noise`` (Gaussian direction with the same L2 norm as each ablated vector; seeded, one fresh
     draw per edited token and forward)."""
@@ -185,8 +199,8 @@ def ablate(model, source: str, layer: int, mode: str = "zero", positions: Positi
     def fn(old: torch.Tensor, _counts: list[int]) -> torch.Tensor:
         if mode == "zero":
             return torch.zeros_like(old)
-        if mode == "mean":
-            return mean.to(old.device).expand(old.shape[0], -1)
+        if mode == "mean":  # mean_vector was checked above
+            return cast(torch.Tensor, mean).to(old.device).expand(old.shape[0], -1)
         noise = torch.randn(old.shape, generator=gen, dtype=torch.float32)
         norm = old.float().norm(dim=-1, keepdim=True).cpu()
         return (noise / noise.norm(dim=-1, keepdim=True) * norm).to(old.device)
@@ -223,7 +237,8 @@ def _enter(intervention: Intervention, items: list[int]):
     return ctx if ctx is not None else nullcontext()
 
 
-def readout_logits(model, tokenizer, inputs: Sequence, intervention: Intervention = None, *,
+def readout_logits(model: PreTrainedModel, tokenizer: Tokenizer | None, inputs: Sequence,
+                   intervention: Intervention = None, *,
                    position: str | int | Sequence[Sequence[int]] = "last", batch_size: int = 8,
                    padding_side: str | None = None, hidden_layers: Sequence[int] = (),
                    add_special_tokens: bool = True) -> Readout:
@@ -238,7 +253,8 @@ def readout_logits(model, tokenizer, inputs: Sequence, intervention: Interventio
     n_layers = adapter.n_layers(model)
     layers = resolve_layers(list(hidden_layers), n_layers) if len(hidden_layers) else []
     pad, device = pad_id(tokenizer, model), model_device(model)
-    logits, hidden = [None] * len(token_ids), {la: [None] * len(token_ids) for la in layers}
+    logits: list[torch.Tensor | None] = [None] * len(token_ids)
+    hidden: dict[int, list[torch.Tensor | None]] = {la: [None] * len(token_ids) for la in layers}
     for start in range(0, len(token_ids), batch_size):
         items = list(range(start, min(start + batch_size, len(token_ids))))
         ids, mask = pad_batch([token_ids[i] for i in items], pad, side)
@@ -246,16 +262,18 @@ def readout_logits(model, tokenizer, inputs: Sequence, intervention: Interventio
         got: dict[int, torch.Tensor] = {}
         with Hooks() as hooks, _enter(intervention, items), torch.inference_mode():
             for la in layers:  # readers run after every edit of the same site
-                hooks.read(adapter.site(model, "hidden_out", la),
-                           lambda h, la=la, got=got, plan=plan: got.__setitem__(
-                               la, plan.reduce(h).cpu()))
+                def keep(h: torch.Tensor, la: int = la, got: dict = got, plan=plan) -> None:
+                    got[la] = plan.reduce(h).cpu()
+                hooks.read(adapter.site(model, "hidden_out", la), keep)
             out = run_forward(model, ids.to(device), mask.to(device))
         batch_logits = plan.reduce(out.logits).cpu()
         for r, i in enumerate(items):
             logits[i] = batch_logits[r]
             for la in layers:
                 hidden[la][i] = got[la][r]
-    return Readout(torch.stack(logits), {la: torch.stack(v) for la, v in hidden.items()})
+    # every slot was filled by its batch
+    return Readout(torch.stack(cast(list[torch.Tensor], logits)),
+                   {la: torch.stack(cast(list[torch.Tensor], v)) for la, v in hidden.items()})
 
 
 class PrefixCache:
@@ -279,8 +297,8 @@ class PrefixCache:
     Raises CaptureError for inputs shorter than 2 tokens or ids outside the vocabulary.
     """
 
-    def __init__(self, model, tokenizer, inputs: Sequence, *, batch_size: int = 8,
-                 copies: int = 1, add_special_tokens: bool = True,
+    def __init__(self, model: PreTrainedModel, tokenizer: Tokenizer | None, inputs: Sequence, *,
+                 batch_size: int = 8, copies: int = 1, add_special_tokens: bool = True,
                  copy_cache: bool = False) -> None:
         self.model = model
         self.token_ids = prepare(model, tokenizer, inputs, add_special_tokens)
@@ -330,9 +348,10 @@ class PrefixCache:
         ``intervention(rows)``; the cached prefixes are left as they were."""
         layers = resolve_layers(list(hidden_layers), len(self.blocks)) if len(hidden_layers) else []
         n = len(self)
-        logits, hidden = [None] * n, {la: [None] * n for la in layers}
+        logits: list[torch.Tensor | None] = [None] * n
+        hidden: dict[int, list[torch.Tensor | None]] = {la: [None] * n for la in layers}
         for k in range(len(self.batches)):
-            st = self._state[k]
+            st = cast(dict, self._state[k])  # every batch is built in __init__
             items = st["rows"]
             got: dict[int, torch.Tensor] = {}
             cache = st["cache"] if st["crop"] else fresh_cache(st["cache"])
@@ -340,9 +359,9 @@ class PrefixCache:
             try:
                 with Hooks() as hooks, _enter(intervention, items), torch.inference_mode():
                     for la in layers:
-                        hooks.read(self.adapter.site(self.model, "hidden_out", la),
-                                   lambda h, la=la, got=got: got.__setitem__(
-                                       la, h[:, -1].float().cpu()))
+                        def keep(h: torch.Tensor, la: int = la, got: dict = got) -> None:
+                            got[la] = h[:, -1].float().cpu()
+                        hooks.read(self.adapter.site(self.model, "hidden_out", la), keep)
                     out = self._last_token(st, cache)
                 ok = True
             finally:
@@ -356,7 +375,9 @@ class PrefixCache:
                 logits[i] = batch_logits[r]
                 for la in layers:
                     hidden[la][i] = got[la][r]
-        return Readout(torch.stack(logits), {la: torch.stack(v) for la, v in hidden.items()})
+        # every slot was filled by its batch
+        return Readout(torch.stack(cast(list[torch.Tensor], logits)),
+                       {la: torch.stack(cast(list[torch.Tensor], v)) for la, v in hidden.items()})
 
 
 # -- scoring the answer ---------------------------------------------------------------------------
@@ -406,14 +427,15 @@ class AnswerWords:
         found = self.matches(text)
         return next(iter(found)) if len(found) == 1 else None
 
-    def bind(self, tokenizer) -> AnswerScorer:
+    def bind(self, tokenizer: PreTrainedTokenizerBase) -> AnswerScorer:
         ids: dict[str, set[int]] = {e: set() for e in self.words}
         for e, ws in self.words.items():
             for w in ws:
                 for form in self.forms:
                     toks = tokenizer(form.format(word=w, Word=w.capitalize()),
                                      add_special_tokens=False)["input_ids"]
-                    if toks and self.classify(tokenizer.decode([toks[0]])) == e:
+                    # decode() of one id list is a str (annotated str | list[str], for batches)
+                    if toks and self.classify(cast(str, tokenizer.decode([toks[0]]))) == e:
                         ids[e].add(int(toks[0]))
         missing = [e for e, s in ids.items() if not s]
         if missing:
@@ -426,7 +448,7 @@ class AnswerScorer:
     """:class:`AnswerWords` bound to a tokenizer: greedy answers and per-emotion mass of logits."""
 
     words: AnswerWords
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     mass_ids: dict[str, list[int]]
     _cache: dict[int, str | None] = field(default_factory=dict)
 
@@ -436,7 +458,8 @@ class AnswerScorer:
 
     def token_emotion(self, token_id: int) -> str | None:
         if token_id not in self._cache:
-            self._cache[token_id] = self.words.classify(self.tokenizer.decode([int(token_id)]))
+            text = cast(str, self.tokenizer.decode([int(token_id)]))  # one id list: a str
+            self._cache[token_id] = self.words.classify(text)
         return self._cache[token_id]
 
     def greedy(self, logits: torch.Tensor) -> np.ndarray:

@@ -6,13 +6,19 @@ soft-cap where the model has one (Gemma2).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import numpy as np
 import torch
 
 from .arch import get_adapter, get_submodule
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-def lens_logits(model, hidden: np.ndarray, *, apply_norm: bool = True) -> np.ndarray:
+
+def lens_logits(model: PreTrainedModel, hidden: np.ndarray, *,
+                apply_norm: bool = True) -> np.ndarray:
     """``hidden [..., D]`` -> logits ``[..., V]`` (fp32)."""
     adapter = get_adapter(model)
     norm = get_submodule(model, adapter.final_norm)
@@ -28,14 +34,16 @@ def lens_logits(model, hidden: np.ndarray, *, apply_norm: bool = True) -> np.nda
     return logits.cpu().numpy()
 
 
-def top_tokens(model, tokenizer, hidden: np.ndarray, k: int = 5, *, bottom: bool = False,
-               softmax: bool = True) -> list[list[tuple[str, float]]]:
+def top_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, hidden: np.ndarray,
+               k: int = 5, *, bottom: bool = False, softmax: bool = True
+               ) -> list[list[tuple[str, float]]]:
     """For each row of ``hidden [N, D]``: the top (or bottom) ``k`` tokens with probability
     (or raw logit when ``softmax=False``)."""
     logits = torch.from_numpy(lens_logits(model, hidden))
     scores = torch.softmax(logits, -1) if softmax else logits
     vals, idx = torch.topk(scores, k, dim=-1, largest=not bottom)
+    # decode() of one id list is a str (transformers annotates it str | list[str], for batches)
     return [
-        [(tokenizer.decode([int(t)]), float(v)) for t, v in zip(ti, vi, strict=True)]
+        [(cast(str, tokenizer.decode([int(t)])), float(v)) for t, v in zip(ti, vi, strict=True)]
         for ti, vi in zip(idx.tolist(), vals.tolist(), strict=True)
     ]

@@ -13,11 +13,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .arch import get_adapter
 from .errors import ModelLoadError, UnsupportedArchitectureError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 DEFAULT = "default"
 EMBEDDED_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -253,7 +257,7 @@ def recorded_weight_hashes(directory: str | Path) -> dict[str, str] | None:
     return {n: e["sha256"] for n, e in entries.items()}
 
 
-def _untied_state_dict(model) -> dict:
+def _untied_state_dict(model: PreTrainedModel) -> dict:
     """The state dict without the keys tied to another (``lm_head.weight`` when the embeddings are
     tied), so the file holds each tensor once under the name transformers loads it by."""
     state = model.state_dict()
@@ -490,7 +494,7 @@ def _weights_folder(name_or_path: str | None) -> Path | None:
     if not name_or_path:
         return None
     if name_or_path == DEFAULT or embedded_model(name_or_path) is not None:
-        spec = embedded_model(name_or_path)
+        spec = _embedded_spec(name_or_path)
         folder = cache_dir() / spec.cache_name
         return folder if folder.is_dir() else None
     path = Path(name_or_path).expanduser()
@@ -525,7 +529,7 @@ def weights_fingerprint(name_or_path: str | None) -> str | None:
     return _folder_fingerprint(folder) if folder is not None else None
 
 
-def model_fingerprint(model) -> str:
+def model_fingerprint(model: PreTrainedModel) -> str:
     """Identity of a model's weights (16 hex digits), recorded in every manifest.
 
     For a model loaded from files it is the sha256 of its weight files and config.json (the Hugging
@@ -564,7 +568,7 @@ def load_model(
     *,
     device_map: str | dict | None = None,
     attn_implementation: str | None = None,
-):
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load ``(model, tokenizer)`` in eval mode.
 
     name: an embedded model (``"default"`` = ``"smollm2-135m-instruct"``, ``"gemma3-270m"``; see
@@ -584,7 +588,7 @@ def load_model(
         raise ModelLoadError(f"model directory {name!r} does not exist")
     else:
         path = name  # a Hugging Face id: must be in the local cache or downloadable
-    kwargs = {"dtype": torch_dtype}
+    kwargs: dict[str, Any] = {"dtype": torch_dtype}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     if device_map is not None:
@@ -596,7 +600,9 @@ def load_model(
     except (OSError, ValueError) as exc:
         raise ModelLoadError(_explain_load_failure(name, exc)) from exc
     if device_map is None:
-        model.to(dev)
+        # transformers decorates PreTrainedModel.to with functools.wraps, whose typeshed type
+        # (_Wrapped) is not bound as a method, so mypy takes ``dev`` for ``self``
+        model.to(dev)  # type: ignore[arg-type]
     model.eval()
     try:
         get_adapter(model)

@@ -7,7 +7,13 @@ final token (the ':' after 'Emotion'), where the model is about to name the emot
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .errors import CaptureError
+
+if TYPE_CHECKING:
+    from .positions import PositionSpec
+    from .runner import Tokenizer
 
 FEWSHOT_EXAMPLES = (
     (
@@ -43,7 +49,8 @@ PROMPT_MODES = {
 }
 
 
-def build_inputs(tokenizer, texts: list[str], mode: str) -> tuple[list, object]:
+def build_inputs(tokenizer: Tokenizer | None, texts: list[str], mode: str
+                 ) -> tuple[list, PositionSpec]:
     """``(inputs, position)`` for :func:`llmct.capture` under a prompt mode."""
     if mode == "fewshot":
         return [fewshot_prompt(t) for t in texts], "last"

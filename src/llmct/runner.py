@@ -10,24 +10,37 @@ torch) and derives position ids from the attention mask (left padding does not s
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import torch
+import torch.nn as nn
 
 from .errors import CaptureError
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
-def model_device(model) -> torch.device:
+
+class Tokenizer(Protocol):
+    """What llmct calls a tokenizer with: ``tokenizer(text, add_special_tokens=...)["input_ids"]``
+    (any Hugging Face tokenizer, or a bare callable); ``padding_side`` and the pad/EOS token ids
+    are read with ``getattr`` where present."""
+
+    def __call__(self, text: str, /, *, add_special_tokens: bool) -> Mapping[str, Any]: ...
+
+
+def model_device(model: PreTrainedModel) -> torch.device:
     """Where inputs go: the device of the token embedding (also right with ``device_map``)."""
-    return model.get_input_embeddings().weight.device
+    return cast(nn.Embedding, model.get_input_embeddings()).weight.device
 
 
-def vocab_size(model) -> int:
+def vocab_size(model: PreTrainedModel) -> int:
     """Rows of the input embedding: token ids must lie in ``0 .. vocab_size - 1``."""
-    return int(model.get_input_embeddings().num_embeddings)
+    return int(cast(nn.Embedding, model.get_input_embeddings()).num_embeddings)
 
 
-def context_length(model) -> int | None:
+def context_length(model: PreTrainedModel) -> int | None:
     """The model's maximum context from its config (None if it does not say)."""
     cfg = model.config
     for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
@@ -37,7 +50,7 @@ def context_length(model) -> int | None:
     return None
 
 
-def _encode_text(tokenizer, text: str, add_special_tokens: bool) -> list[int]:
+def _encode_text(tokenizer: Tokenizer, text: str, add_special_tokens: bool) -> list[int]:
     """Ids of ``text`` as text: Hugging Face tokenizers split special-token spellings."""
     from transformers import PreTrainedTokenizerBase
 
@@ -47,7 +60,8 @@ def _encode_text(tokenizer, text: str, add_special_tokens: bool) -> list[int]:
     return tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
 
 
-def tokenize(tokenizer, inputs: Sequence, add_special_tokens: bool = True) -> list[list[int]]:
+def tokenize(tokenizer: Tokenizer | None, inputs: Sequence, add_special_tokens: bool = True
+             ) -> list[list[int]]:
     """Strings are tokenised one by one (no padding); token-id lists pass through.
 
     A string is text: a special-token spelling inside it (``<|im_end|>``) is tokenised as plain
@@ -94,8 +108,8 @@ def check_id_tensor(ids: torch.Tensor | None, vocab: int) -> None:
         )
 
 
-def prepare(model, tokenizer, inputs: Sequence, add_special_tokens: bool = True
-            ) -> list[list[int]]:
+def prepare(model: PreTrainedModel, tokenizer: Tokenizer | None, inputs: Sequence,
+            add_special_tokens: bool = True) -> list[list[int]]:
     """Token ids of ``inputs``, checked against the model's vocabulary and context length."""
     token_ids = tokenize(tokenizer, inputs, add_special_tokens)
     check_token_ids(token_ids, vocab_size(model))
@@ -123,7 +137,7 @@ def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
-def pad_id(tokenizer, model) -> int:
+def pad_id(tokenizer: Tokenizer | None, model: PreTrainedModel) -> int:
     """An in-vocabulary id to pad with (padded positions are masked out, so any works)."""
     for cand in (
         getattr(tokenizer, "pad_token_id", None),
@@ -138,8 +152,9 @@ def pad_id(tokenizer, model) -> int:
     return 0
 
 
-def forward(model, ids: torch.Tensor, mask: torch.Tensor, *, logits: bool = True,
-            past_key_values=None, use_cache: bool = False, logits_to_keep: int = 0):
+def forward(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, *,
+            logits: bool = True, past_key_values=None, use_cache: bool = False,
+            logits_to_keep: int = 0):
     """One forward of ``ids [B, n]`` whose mask ``[B, past + n]`` covers the cached tokens too;
     position ids come from the mask. The LM head is skipped when ``logits`` is False."""
     check_id_tensor(ids, vocab_size(model))
@@ -165,7 +180,7 @@ def cache_is_croppable(cache) -> bool:
     return all(type(layer) is DynamicLayer for layer in layers)
 
 
-def sliding_window(model) -> int | None:
+def sliding_window(model: PreTrainedModel) -> int | None:
     """The smallest attention window of any sliding-window layer of ``model`` (None if every
     layer attends to the whole context). With such layers a padding *hole* between a cached
     prefix and new tokens shifts key distances, so prefix sharing is exact only while the
@@ -195,7 +210,7 @@ def fresh_cache(cache):
     other cache (static, quantized, offloaded) is deep-copied."""
     from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
-    layers = getattr(cache, "layers", None)
+    layers: Any = getattr(cache, "layers", None)  # checked before it is iterated
     shallow_ok = bool(layers) and all(
         type(layer) in (DynamicLayer, DynamicSlidingWindowLayer)
         and isinstance(getattr(layer, "cumulative_length", 0), int) for layer in layers)

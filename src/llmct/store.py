@@ -18,6 +18,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,8 @@ def save_npz(path: str | Path, arrays: dict[str, np.ndarray], manifest: dict,
         if np.asarray(arr).dtype == object:
             raise StoreError(f"array {name!r} has dtype object; store numbers or strings only")
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {**arrays, MANIFEST_KEY: np.array(json.dumps(manifest, default=str))}
+    # Any: mypy would match the names against savez's own keyword (allow_pickle: bool)
+    payload: dict[str, Any] = {**arrays, MANIFEST_KEY: np.array(json.dumps(manifest, default=str))}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz.tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -6,14 +6,19 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..arch import get_adapter
 from ..hooks import Hooks
-from ..runner import check_id_tensor, vocab_size
+from ..runner import check_id_tensor, model_device, vocab_size
 from .library import ReferenceLibrary
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 class EmotionMonitor:
@@ -36,15 +41,15 @@ class EmotionMonitor:
     CaptureError naming the row, the id and the valid range.
     """
 
-    def __init__(self, model, library: ReferenceLibrary, *, on_token: Callable | None = None,
-                 eos_token_id: int | list[int] | None = None):
+    def __init__(self, model: PreTrainedModel, library: ReferenceLibrary, *,
+                 on_token: Callable | None = None, eos_token_id: int | list[int] | None = None):
         self.model, self.library, self.on_token = model, library, on_token
         self.adapter = get_adapter(model)
         n = self.adapter.n_layers(model)
         bad = [layer for layer in library.layers if not 0 <= layer < n]
         if bad:
             raise ValueError(f"library layers {bad} do not exist in a {n}-layer model")
-        device = model.get_input_embeddings().weight.device
+        device = model_device(model)
         self._refs = library.centred_unit_references().to(device)  # [L, R, D]
         self._base = library.baseline.to(device)  # [L, D]
         self._pending: dict[int, torch.Tensor] = {}
@@ -78,7 +83,7 @@ class EmotionMonitor:
             bound = {**(bound.pop(self._var_kw, None) or {}), **bound}
         ids = bound.get("input_ids")
         check_id_tensor(ids, self._vocab)
-        past = bound.get("past_key_values")
+        past: Any = bound.get("past_key_values")
         past_len = int(past.get_seq_length()) if hasattr(past, "get_seq_length") else 0
         self._pending.clear()
         if ids is None:
@@ -110,7 +115,7 @@ class EmotionMonitor:
         self._hooks.pre(self.model.base_model, self._on_forward)
         for k, layer in enumerate(self.library.layers):
             point = self.adapter.site(self.model, self.library.source, layer)
-            self._hooks.read(point, lambda h, k=k: self._score(k, h))
+            self._hooks.read(point, partial(self._score, k))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -135,7 +140,8 @@ class EmotionMonitor:
         self._finished = None
 
 
-def library_from_scenario(model, tokenizer, scenario, layers: list[int] | None = None):
+def library_from_scenario(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, scenario,
+                          layers: list[int] | None = None):
     """Build a reference library on the fly from a scenario's references and baseline."""
     from ..models import model_fingerprint
     from .snapshots import single_message_states
