@@ -68,8 +68,9 @@ def _peaks(curve: np.ndarray, tol: float) -> tuple[int, int]:
     return best, first
 
 
-def peak_intervals(proba: np.ndarray, y, classes, layers: Sequence[int], *, n_boot: int = 1000,
-                   tol: float = PEAK_TOL, ci: float = 0.95, seed: int = 0) -> dict:
+def peak_intervals(proba: np.ndarray, y, classes, layers: Sequence[int] | np.ndarray, *,
+                   n_boot: int = 1000, tol: float = PEAK_TOL, ci: float = 0.95,
+                   seed: int = 0) -> dict:
     """Percentile intervals (over item resamples) of the argmax layer and of the first layer within
     ``tol`` of the maximum, plus ``argmax_stability``: the share of resamples whose argmax is the
     observed one. Keys: ``argmax_lo, argmax_hi, first_within_lo, first_within_hi,

@@ -256,7 +256,7 @@ def peak_table(results: pd.DataFrame, by: Sequence[str], n_layers: int,
 
 # -- text-only baseline ------------------------------------------------------------------------
 
-def _fit_text(texts: Sequence[str], y, C: float):
+def _fit_text(texts: Sequence[str] | np.ndarray, y, C: float):
     """The word 1-2-gram TF-IDF + logistic-regression baseline of :mod:`llmct.text_baselines`,
     fitted on ``(texts, y)``."""
     from .text_baselines import make_baseline
@@ -265,7 +265,8 @@ def _fit_text(texts: Sequence[str], y, C: float):
 
 
 @single_threaded_blas
-def text_cv_auroc(texts: Sequence[str], y, folds: Folds, *, C: float = 1.0) -> np.ndarray:
+def text_cv_auroc(texts: Sequence[str] | np.ndarray, y, folds: Folds, *,
+                  C: float = 1.0) -> np.ndarray:
     """TF-IDF (word 1-2 grams, fitted on the training fold) + logistic regression, per fold."""
     texts, y = np.asarray(list(texts), dtype=object), np.asarray(y)
     out = []

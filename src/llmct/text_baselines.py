@@ -164,8 +164,8 @@ def make_baseline(name: str, *, C: float = 1.0) -> Pipeline:
 Folds = list[tuple[np.ndarray, np.ndarray]]
 
 
-def grouped_folds(labels: Sequence, groups: Sequence, *, n_splits: int | None = None,
-                  seed: int = 0) -> Folds:
+def grouped_folds(labels: Sequence | np.ndarray, groups: Sequence | np.ndarray, *,
+                  n_splits: int | None = None, seed: int = 0) -> Folds:
     """``(train_idx, test_idx)`` folds in which no group is on both sides.
 
     ``n_splits=None``: leave-one-group-out (one fold per distinct group, in sorted group order).
@@ -224,9 +224,9 @@ class BaselineScore:
 
 
 def grouped_cv_auroc(
-    texts: Sequence[str],
-    labels: Sequence,
-    groups: Sequence,
+    texts: Sequence[str] | np.ndarray,
+    labels: Sequence | np.ndarray,
+    groups: Sequence | np.ndarray,
     baseline: str,
     *,
     n_splits: int | None = None,

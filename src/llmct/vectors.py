@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +32,11 @@ from .geometry import pca
 from .models import model_fingerprint
 from .positions import describe_position
 from .store import ChunkedStore, base_manifest
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from .runner import Tokenizer
 
 MEAN_FROM = 50
 NEUTRAL_VARIANCE = 0.5
@@ -54,9 +60,10 @@ def pooling_description(mean_from: int = MEAN_FROM) -> str:
 # ----------------------------------------------------------------------------- activations
 
 
-def pooled_activations(model, tokenizer, texts: Sequence, *, mean_from: int = MEAN_FROM,
-                       layers="all", batch_size: int = 4, names: Sequence[str] | None = None,
-                       progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def pooled_activations(model: PreTrainedModel, tokenizer: Tokenizer | None, texts: Sequence, *,
+                       mean_from: int = MEAN_FROM, layers="all", batch_size: int = 4,
+                       names: Sequence[str] | None = None, progress: bool = False
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """``([n, L, d] hidden_out means over tokens [mean_from:], token counts [n])``.
 
     ``texts``: strings or token-id lists. A text with ``<= mean_from`` tokens is an error naming
@@ -186,8 +193,8 @@ class EmotionVectors:
         return getattr(self, kind)[:, self.layers.index(layer)]
 
 
-def label_means(acts: np.ndarray, labels: Sequence[str], order: Sequence[str] | None = None
-                ) -> tuple[list[str], np.ndarray, dict[str, int]]:
+def label_means(acts: np.ndarray, labels: Sequence[str] | np.ndarray,
+                order: Sequence[str] | None = None) -> tuple[list[str], np.ndarray, dict[str, int]]:
     """Mean of ``acts [n, ...]`` per label, labels in ``order`` (default: first appearance)."""
     labels = np.asarray(labels)
     order = list(order) if order is not None else list(dict.fromkeys(labels.tolist()))
@@ -291,8 +298,8 @@ def story_vectors(folder: str | Path, stories, neutral, *, load, mean_from: int 
             loaded.append(load())
         return loaded[0]
 
-    kw = dict(load=load_once if load is not None else None, mean_from=mean_from, batch_size=batch_size, model_name=model_name,
-              progress=progress)
+    kw: dict[str, Any] = dict(load=load_once if load is not None else None, mean_from=mean_from,
+                              batch_size=batch_size, model_name=model_name, progress=progress)
     ext = story_activations(folder, stories, **kw)
     neu = story_activations(folder, neutral, **kw)
     ev = emotion_vectors(ext.acts[SOURCE], [s.label for s in stories], neu.acts[SOURCE],
