@@ -25,7 +25,7 @@ references (and baseline) rendered as **assistant** messages.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -309,7 +309,7 @@ def _judge_top(q, ctx):
 def _describe_top(d: ScanArrays, r):
     counts = {key: {lab: int((r[f"top_{key}"] == i).sum()) for i, lab in enumerate(d.labels)}
               for key in ("raw", "centred")}
-    winner = {key: max(c, key=c.get) for key, c in counts.items()}
+    winner = {key: max(c, key=c.__getitem__) for key, c in counts.items()}
     return (f" First-place counts over {len(r['top_raw'])} turns: raw {counts['raw']}; centred "
             f"{counts['centred']}. Most frequent first place: {winner['raw']} (raw), "
             f"{winner['centred']} (centred).")
@@ -525,10 +525,10 @@ def conversation_finding(spec: Spec, d: ScanArrays, *, n_boot: int = N_BOOT, see
     return _assemble(spec, q, ctx, ci_unit, n, extra)
 
 
-def all_findings(m: dict[str, np.ndarray], sources: list[str], labels: list[str],
-                 roles: list[str], tags: list[str | None], *, position: str = "message_end",
-                 m_assistant: dict[str, np.ndarray] | None = None,
-                 endings: list[str | None] | None = None) -> list[dict]:
+def all_findings(m: dict[str, np.ndarray], sources: Sequence[str], labels: Sequence[str],
+                 roles: Sequence[str], tags: Sequence[str | None], *,
+                 position: str = "message_end", m_assistant: dict[str, np.ndarray] | None = None,
+                 endings: Sequence[str | None] | None = None) -> list[dict]:
     """Every finding of :data:`SPECS` on one conversation (see :func:`conversation_finding`).
     Findings that cannot be measured come back as ``not testable here`` with a ``reason``; this
     function raises nothing for missing roles, tags or sources.
@@ -560,7 +560,8 @@ def pool_findings(per_conversation: dict[str, list[dict]], *, n_refs: int, n_lay
                   and f.get("quantities")}
         left_out = [n for n in names if n not in usable]
         if len(usable) < 2:
-            reasons = {got[n]["reason"] for n in left_out if got[n] and got[n].get("reason")}
+            reasons = {f["reason"] for n, f in got.items()
+                       if n not in usable and f and f.get("reason")}
             res = _not_testable(spec, f"{len(usable)} conversation(s) where it can be measured"
                                 + (f" ({'; '.join(sorted(reasons))})" if reasons else ""),
                                 POPULATION_UNIT, len(usable))

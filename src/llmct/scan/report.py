@@ -17,6 +17,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -96,12 +97,13 @@ class Scan:
     sources: list[str] = field(default_factory=list)
     layers: list[int] = field(default_factory=list)
     refs: list[str] = field(default_factory=list)
-    snapshots: pd.DataFrame | None = None  # snapshot, role, emotion, match (ref index or -1)
+    # snapshot, role, emotion, match (ref index or -1); always set by load_scan
+    snapshots: pd.DataFrame | None = None
     grid: dict[str, np.ndarray] | None = None  # metric -> (snapshot, source, layer, reference)
 
     def role_rows(self, role: str) -> np.ndarray:
         """Row indices (into ``grid``) of snapshots with this role."""
-        return np.flatnonzero(self.snapshots.role.to_numpy() == role)
+        return np.flatnonzero(cast(pd.DataFrame, self.snapshots).role.to_numpy() == role)
 
 
 def load_scan(out_dir: Path) -> Scan:
@@ -253,7 +255,7 @@ def fading_memory(scan: Scan, metric: str) -> tuple[list[int], dict[str, np.ndar
     matched reference's ``metric``."""
     if scan.grid is None or metric not in scan.grid:
         return [], {}
-    snaps = scan.snapshots
+    snaps = cast(pd.DataFrame, scan.snapshots)
     rows = np.flatnonzero((snaps.role.to_numpy() == "user") & (snaps.match.to_numpy() >= 0))
     refs = snaps.match.to_numpy()[rows]
     grid = scan.grid[metric]
@@ -313,10 +315,11 @@ def _logit_lens(scan: Scan) -> dict | None:
 def build_payload(scan: Scan, figure_names: list[str] | None = None) -> dict:
     """Everything the page's JS needs, JSON-serialisable."""
     run = dict(scan.run)
-    turns, fading = [], {}
+    turns: list[int] = []
+    fading: dict[str, dict[str, np.ndarray]] = {}
     for metric in ("cosine", "cosine_centered"):
         turns, fading[metric] = fading_memory(scan, metric)
-    snaps = scan.snapshots
+    snaps = cast(pd.DataFrame, scan.snapshots)
     return _clean(
         {
             "theme": style().web_theme(),
@@ -432,8 +435,9 @@ def _fig_user_vs_assistant(scan: Scan, sc, plt):
 def _fig_final_heatmap(scan: Scan, sc, plt):
     if scan.grid is None:
         return None
-    last = len(scan.snapshots) - 1
-    snap = scan.snapshots.iloc[last]
+    snapshots = cast(pd.DataFrame, scan.snapshots)
+    last = len(snapshots) - 1
+    snap = snapshots.iloc[last]
     metrics = [m for m in ("cosine", "cosine_centered") if m in scan.grid]
     n_src = len(scan.sources)
     fig, axes = plt.subplots(
@@ -467,7 +471,8 @@ def _fig_fading_memory(scan: Scan, sc, plt):
     if not metrics or fx["layer"] not in scan.layers:
         return None
     li = scan.layers.index(fx["layer"])
-    tags = dict(zip(scan.snapshots.snapshot, scan.snapshots.emotion, strict=True))
+    snaps = cast(pd.DataFrame, scan.snapshots)
+    tags = dict(zip(snaps.snapshot, snaps.emotion, strict=True))
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         turns, values = fading_memory(scan, metric)

@@ -9,7 +9,7 @@ hanging the validator). Integers are strict: ``layers: [true, false]`` is an err
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import yaml
 from pydantic import (
@@ -67,15 +67,17 @@ class Message(_Strict):
 
 
 class Generation(_Strict):
-    max_new_tokens: StrictInt = Field(64, gt=0, le=4096)
+    # default= by keyword: type checkers (dataclass_transform) do not read a positional default
+    max_new_tokens: StrictInt = Field(default=64, gt=0, le=4096)
     do_sample: bool = False
-    temperature: float = Field(1.0, gt=0)
-    top_p: float = Field(1.0, gt=0, le=1)
+    temperature: float = Field(default=1.0, gt=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
     seed: StrictInt = 0
 
 
 class CaptureSpec(_Strict):
-    sources: list[Source] = Field(default_factory=lambda: list(SOURCES), min_length=1)
+    sources: list[Source] = Field(default_factory=lambda: cast(list[Source], list(SOURCES)),
+                                  min_length=1)
     layers: Literal["all"] | list[StrictInt] = "all"
 
     @field_validator("layers", mode="before")
