@@ -389,7 +389,8 @@ def bootstrap_ratings(method: str, pairs, scores, n_items: int, *, n_boot: int =
     return out
 
 
-def activity_draws(groups: Sequence[str], n_boot: int = 500, seed: int = 0) -> np.ndarray:
+def activity_draws(groups: Sequence[str] | np.ndarray, n_boot: int = 500,
+                   seed: int = 0) -> np.ndarray:
     """``[n_boot, n_items]`` draw counts of a bootstrap of the items (activities), stratified by
     ``groups``: each resample draws, within every group, as many of its items as it has, with
     replacement (a stratified cluster bootstrap; Davison & Hinkley 1997, *Bootstrap Methods*,
@@ -454,8 +455,8 @@ def activity_bootstrap_ratings(method: str, pairs, scores, groups: Sequence[str]
     return out - centre + BASE_RATING, draws
 
 
-def weighted_group_means(values: np.ndarray, groups: Sequence[str], weights: np.ndarray
-                         ) -> tuple[list[str], np.ndarray]:
+def weighted_group_means(values: np.ndarray, groups: Sequence[str] | np.ndarray,
+                         weights: np.ndarray) -> tuple[list[str], np.ndarray]:
     """Weighted mean of ``values`` [B, ..., n_items] within each group, weights [B, n_items]
     (e.g. bootstrap draw counts; a group must have positive total weight in every row)."""
     groups = np.asarray(groups)
@@ -465,7 +466,8 @@ def weighted_group_means(values: np.ndarray, groups: Sequence[str], weights: np.
                             / w[..., groups == g].sum(-1) for g in names], axis=-1)
 
 
-def group_means(values: np.ndarray, groups: Sequence[str]) -> tuple[list[str], np.ndarray]:
+def group_means(values: np.ndarray, groups: Sequence[str] | np.ndarray
+                ) -> tuple[list[str], np.ndarray]:
     """Mean of ``values`` [..., n_items] within each group (in order of first appearance)."""
     groups = np.asarray(groups)
     names = list(dict.fromkeys(groups.tolist()))

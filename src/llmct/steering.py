@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
@@ -160,7 +161,7 @@ def steer(model, direction, layer: int, alpha: float, scale: float = 1.0, start:
         if tokens is None:
             raise LLMCTError("steering: the forward got neither input_ids nor inputs_embeds")
         check_id_tensor(bound.get("input_ids"), vocab)
-        past = bound.get("past_key_values")
+        past: Any = bound.get("past_key_values")
         past_len = int(past.get_seq_length()) if hasattr(past, "get_seq_length") else 0
         state["where"] = steer_positions(bound.get("attention_mask"), tokens.shape[1], past_len,
                                          start)
