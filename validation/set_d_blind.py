@@ -2,14 +2,14 @@
 
 Two commands:
 
-``make-sheet PATH [--seed N]``
+``make-sheet PATH [--seed N] [--files F ...]``
     Writes a shuffled blind sheet to PATH: one JSON object per line, ``{"blind_id", "text"}``
     only (opaque ids ``B001``..), for all items of Set D and its confirmation frames, plus a
     header line ``{"instructions": ..., "labels": [...]}``. The key (blind id -> item id, label,
     frame, set) goes to ``validation/outputs/set_d_blind_key.json`` (or ``--key``); the sheet
     itself carries no id, label, frame or set.
 
-``score LABELS.jsonl``
+``score LABELS.jsonl [--key K] [--name STEM]``
     Reads a reader's labels, one ``{"blind_id": ..., "label": ...}`` per line, joins them to the
     key and writes ``set_d_manipulation_check.csv`` (one row per intended label: n, n labelled,
     n correct, % intended label, passes >= 80%) and ``.md`` (that table, the confusion matrix
@@ -45,24 +45,24 @@ INSTRUCTIONS = (
 )
 
 
-def _items() -> list[dict]:
+def _items(files=FILES) -> list[dict]:
     rows = []
-    for path in FILES:
+    for path in files:
         if path.is_file():
             with open(path, encoding="utf-8") as fh:
                 rows += [json.loads(line) for line in fh if line.strip()]
     return rows
 
 
-def make_sheet(path: Path, *, key_path: Path = KEY, seed: int = 15) -> int:
-    items = _items()
+def make_sheet(path: Path, *, key_path: Path = KEY, seed: int = 15, files=FILES) -> int:
+    items = _items(files)
     order = list(range(len(items)))
     random.Random(seed).shuffle(order)
     key, lines = {}, [{"instructions": INSTRUCTIONS, "labels": list(LABELS)}]
     for k, i in enumerate(order, start=1):
         bid = f"B{k:03d}"
         it = items[i]
-        key[bid] = {"id": it["id"], "label": it["label"], "frame_id": it["frame_id"],
+        key[bid] = {"id": it["id"], "label": it["label"], "frame_id": it.get("frame_id"),
                     "set": it["set"]}
         lines.append({"blind_id": bid, "text": it["text"]})
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +90,8 @@ def _read_labels(path: Path) -> tuple[dict[str, str], dict[str, dict]]:
     return given, extra
 
 
-def score(labels_path: Path, *, key_path: Path = KEY, out: Path = OUT) -> pd.DataFrame:
+def score(labels_path: Path, *, key_path: Path = KEY, out: Path = OUT,
+          name: str = "set_d_manipulation_check") -> pd.DataFrame:
     key = json.loads(key_path.read_text(encoding="utf-8"))["key"]
     given, extra = _read_labels(labels_path)
     rows = []
@@ -102,9 +103,8 @@ def score(labels_path: Path, *, key_path: Path = KEY, out: Path = OUT) -> pd.Dat
     df["correct"] = df.label == df.given
     table = _agreement(df)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "set_d_manipulation_check.csv", index=False)
-    (out / "set_d_manipulation_check.md").write_text(_render(df, table, labels_path),
-                                                      encoding="utf-8")
+    table.to_csv(out / f"{name}.csv", index=False)
+    (out / f"{name}.md").write_text(_render(df, table, labels_path, key_path), encoding="utf-8")
     return table
 
 
@@ -121,9 +121,9 @@ def _agreement(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _render(df: pd.DataFrame, table: pd.DataFrame, labels_path: Path) -> str:
-    lines = ["# Set D blind manipulation check", "",
-             f"Reader's labels: `{labels_path.name}`; key `set_d_blind_key.json`; criterion:"
+def _render(df: pd.DataFrame, table: pd.DataFrame, labels_path: Path, key_path: Path) -> str:
+    lines = ["# Blind manipulation check", "",
+             f"Reader's labels: `{labels_path.name}`; key `{key_path.name}`; criterion:"
              f" >= {PASS:.0%} of each emotion's items get their intended label (issue #15).", ""]
     for scope, t in table.groupby("scope", sort=False):
         lines += [f"## {scope}", "", "| label | n | correct | % intended | >= 80% |",
@@ -162,16 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("path", type=Path)
     m.add_argument("--seed", type=int, default=15)
     m.add_argument("--key", type=Path, default=KEY)
+    m.add_argument("--files", type=Path, nargs="+", default=list(FILES),
+                   help="stimulus files to put on the sheet (default: Set D + confirmation)")
     s = sub.add_parser("score", help="score a reader's labels against the key")
     s.add_argument("labels", type=Path)
     s.add_argument("--key", type=Path, default=KEY)
     s.add_argument("--out", type=Path, default=OUT)
+    s.add_argument("--name", default="set_d_manipulation_check",
+                   help="stem of the .csv/.md written to --out")
     args = ap.parse_args(argv)
     if args.cmd == "make-sheet":
-        n = make_sheet(args.path, key_path=args.key, seed=args.seed)
+        n = make_sheet(args.path, key_path=args.key, seed=args.seed, files=args.files)
         print(f"wrote {n} items to {args.path}; key in {args.key}")
         return 0
-    table = score(args.labels, key_path=args.key, out=args.out)
+    table = score(args.labels, key_path=args.key, out=args.out, name=args.name)
     allrows = table[table.scope == "all"]
     print(allrows[["label", "n", "n_correct", "pct_intended", "passes_80"]].to_string(index=False))
     bad = allrows[~allrows.passes_80].label.tolist()
