@@ -122,24 +122,58 @@ def test_every_file_is_validated_before_the_model_loads(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()
 
 
-def test_pooling_needs_identical_references_and_baseline(tmp_path, monkeypatch):
+def _pools(inputs) -> list:
+    return pop.partition_pools(pop.load_population(pop.scenario_paths(inputs)))
+
+
+def test_a_file_whose_references_or_baseline_differ_is_scanned_alone(tmp_path):
     folder = _write_population(tmp_path / "pop")
     other = _scenario("zz_odd", CONVS["arc_one"], REFS.replace("keep smiling", "keep grinning"))
     (folder / "zz_odd.yaml").write_text(other, encoding="utf-8")
-    monkeypatch.setattr(pop, "load_model", _no_model)
-    with pytest.raises(ScenarioError, match=r"zz_odd\.yaml .*'references' block differs from .*arc_one\.yaml"):
-        pop.run_population([folder], out=tmp_path / "out")
+    pools = _pools([folder])
+    assert [(q.label, q.pooled, len(q.members)) for q in pools] == [("pop", True, 3),
+                                                                    ("zz_odd", False, 1)]
+    assert pools[1].differs == {"pop": ["references"]}
+    assert pop.pool_note(pools[1]) == ("not pooled: its references block differs from every "
+                                       "other scenario's")
+    assert pop.describe_pool(pools[0]).startswith("pool 'pop': 3 conversations")
+    assert pop.describe_pool(pools[1]).startswith("'zz_odd' scanned alone (not pooled: its "
+                                                  "references block differs")
     (folder / "zz_odd.yaml").write_text(
         _scenario("zz_odd", CONVS["arc_one"], REFS.replace("on weekdays", "daily")), encoding="utf-8")
-    with pytest.raises(ScenarioError, match=r"zz_odd\.yaml .*'baseline' block differs"):
+    assert _pools([folder])[1].differs == {"pop": ["baseline"]}
+
+
+def test_two_files_that_cannot_be_pooled_are_one_line_error(tmp_path, monkeypatch):
+    """No pool of two or more: the error names both files and the block (before any load)."""
+    a = tmp_path / "a.yaml"
+    b = tmp_path / "b.yaml"
+    a.write_text(_scenario("a", CONVS["arc_one"]), encoding="utf-8")
+    b.write_text(_scenario("b", CONVS["arc_two"], REFS.replace("keep smiling", "keep grinning")),
+                 encoding="utf-8")
+    monkeypatch.setattr(pop, "load_model", _no_model)
+    with pytest.raises(ScenarioError, match=r"b\.yaml \(line \d+\): its 'references' block differs "
+                       r"from .*a\.yaml's; a population is pooled only over") as err:
+        pop.run_population([tmp_path], out=tmp_path / "out")
+    assert "\n" not in str(err.value) and not (tmp_path / "out").exists()
+
+
+def test_pools_must_share_one_model(tmp_path, monkeypatch):
+    folder = _write_population(tmp_path / "pop")
+    odd = _scenario("zz_odd", CONVS["arc_one"]).replace("references:", "model: {dtype: float16}\nreferences:")
+    (folder / "zz_odd.yaml").write_text(odd, encoding="utf-8")
+    monkeypatch.setattr(pop, "load_model", _no_model)
+    with pytest.raises(ScenarioError, match=r"zz_odd\.yaml .*model is loaded once for every pool"):
         pop.run_population([folder], out=tmp_path / "out")
 
 
 def test_paths_names_and_existing_out_are_checked_first(tmp_path, monkeypatch):
     folder = _write_population(tmp_path / "pop")
     monkeypatch.setattr(pop, "load_model", _no_model)
+    (tmp_path / "empty" / ".hidden").mkdir(parents=True)
+    (tmp_path / "empty" / ".hidden" / "x.yaml").write_text(_scenario("x", CONVS["arc_one"]))
     with pytest.raises(ScenarioError, match="no scenario files"):
-        pop.scenario_paths([tmp_path / "pop" / ".." / "pop" / ".." ])
+        pop.scenario_paths([tmp_path / "empty" / ".." / "empty"])
     with pytest.raises(ScenarioError, match="given twice"):
         pop.scenario_paths([folder, folder / "arc_one.yaml"])
     with pytest.raises(ScenarioError, match="at least 2 scenarios"):
@@ -253,13 +287,15 @@ def test_cli_scans_a_folder(tiny_chat_model, tmp_path, monkeypatch, capsys):
     assert "--save-library takes one scenario" in capsys.readouterr().err
 
 
-def test_a_folder_with_one_scenario_points_at_its_sub_folders(tmp_path, monkeypatch):
+def test_a_folder_searches_its_sub_folders(tmp_path, monkeypatch):
+    """Sorted and recursive; files with identical blocks from several folders form one pool."""
     _write_population(tmp_path / "scenarios" / "pop")
     (tmp_path / "scenarios" / "single.yaml").write_text(_scenario("single", CONVS["arc_one"]))
-    monkeypatch.setattr(pop, "load_model", _no_model)
-    with pytest.raises(ScenarioError, match=r"sub-folders are not searched; scenario folders "
-                       r"there: .*scenarios/pop"):
-        pop.run_population([tmp_path / "scenarios"], out=tmp_path / "out")
+    paths = pop.scenario_paths([tmp_path / "scenarios"])
+    rel = [p.relative_to(tmp_path / "scenarios").as_posix() for p in paths]
+    assert rel == ["pop/arc_one.yaml", "pop/arc_two.yaml", "pop/control_three.yaml", "single.yaml"]
+    pools = _pools([tmp_path / "scenarios"])
+    assert len(pools) == 1 and len(pools[0].members) == 4 and pools[0].label == "pool-1"
 
 
 def test_references_are_computed_once_for_the_population(tiny_chat_model, tmp_path, monkeypatch):
@@ -279,3 +315,118 @@ def test_references_are_computed_once_for_the_population(tiny_chat_model, tmp_pa
     pop.run_population([folder], out=tmp_path / "o", model_and_tokenizer=tiny_chat_model,
                        report=False, n_boot=50)
     assert sorted(calls) == ["assistant", "assistant", "user", "user"]
+
+
+# -- several pools (tiny model) -------------------------------------------------------------------
+
+REFS_B = REFS.replace("I'm so happy, everything worked out", "What a day, it all went right")
+POP_FILES = {"population_findings.json", "population_findings.csv", "per_conversation.csv",
+             "comparison.csv", "population.json", "report.html"}
+
+
+def test_one_pool_keeps_todays_layout(scanned):
+    out, convs = scanned
+    assert {p.name for p in out.iterdir()} == POP_FILES | set(convs)
+
+
+@pytest.fixture(scope="module")
+def several_pools(tiny_chat_model, tmp_path_factory):
+    """``a/`` (3 conversations), ``b/`` (2, other reference texts) and ``odd.yaml`` (pool a's
+    references, another baseline), scanned with a counted load and counted reference passes."""
+    from llmct.scan import run as scan_run
+
+    tmp = tmp_path_factory.mktemp("pools")
+    _write_population(tmp / "in" / "a")
+    for name in ("b_one", "b_two"):
+        (tmp / "in" / "b").mkdir(parents=True, exist_ok=True)
+        (tmp / "in" / "b" / f"{name}.yaml").write_text(
+            _scenario(name, CONVS["arc_two"], REFS_B), encoding="utf-8")
+    (tmp / "in" / "odd.yaml").write_text(_scenario(
+        "odd", CONVS["arc_one"], REFS.replace("on weekdays", "daily")), encoding="utf-8")
+    loads, passes = [], []
+    real = scan_run.single_message_states
+
+    def counting(model, tok, texts, *a, **k):
+        passes.append((k.get("role", "user"), tuple(texts)))
+        return real(model, tok, texts, *a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pop, "load_model", lambda *a, **k: loads.append(a) or tiny_chat_model)
+        mp.setattr(scan_run, "single_message_states", counting)
+        out = pop.run_population([tmp / "in"], out=tmp / "out", n_boot=100)
+    return out, loads, passes, tmp
+
+
+def test_several_pools_one_load_and_layout(several_pools, capsys):
+    out, loads, _, _ = several_pools
+    assert len(loads) == 1
+    assert {p.name for p in out.iterdir()} == {"a", "b", "odd", "pools.json", "report.html"}
+    assert {p.name for p in (out / "a").iterdir()} == POP_FILES | set(CONVS)
+    assert {p.name for p in (out / "b").iterdir()} == POP_FILES | {"b_one", "b_two"}
+    for f in ("findings.json", "run.json", "report.html", "metrics.csv"):
+        assert (out / "odd" / f).exists(), f
+    assert not (out / "odd" / "population.json").exists()
+    info = json.loads((out / "b" / "population.json").read_text())
+    assert info["n_conversations"] == 2 and [c["name"] for c in info["conversations"]] == [
+        "b_one", "b_two"]
+
+
+def test_pools_json_names_the_separating_blocks(several_pools):
+    out, *_ = several_pools
+    index = json.loads((out / "pools.json").read_text())
+    assert index["blocks"] == ["references", "baseline", "model", "capture"]
+    assert index["n_scenarios"] == 6 and index["timings"]["model_load"] >= 0
+    rows = {q["label"]: q for q in index["pools"]}
+    assert [q["label"] for q in index["pools"]] == ["a", "b", "odd"]
+    assert rows["a"]["pooled"] and rows["a"]["n_conversations"] == 3
+    assert rows["a"]["differs_from"] == {"b": ["references"], "odd": ["baseline"]}
+    assert rows["odd"]["differs_from"] == {"a": ["baseline"], "b": ["references", "baseline"]}
+    assert not rows["odd"]["pooled"] and rows["odd"]["files"][0].endswith("odd.yaml")
+    assert rows["odd"]["note"] == "not pooled: its baseline block differs from every other scenario's"
+    assert rows["a"]["note"] == ""
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "<script" not in page.lower()
+    for link in ("a/report.html", "b/report.html", "odd/report.html"):
+        assert f'href="{link}"' in page
+
+
+def test_reference_cache_never_mixes_pools(several_pools, tiny_chat_model, tmp_path):
+    """Each distinct text set is computed once per rendering, however many pools use it, and a
+    pool scanned after another with other references gets exactly its own scan's numbers."""
+    from llmct.scan.run import run_scan
+    from llmct.scan.scenario import load_scenario
+
+    out, _, passes, tmp = several_pools
+    assert len(passes) == len(set(passes)) == 8  # refs a, refs b, baseline a, baseline odd x 2 roles
+    alone = run_scan(load_scenario(tmp / "in" / "b" / "b_one.yaml"), out=tmp_path / "b_one",
+                     model_and_tokenizer=tiny_chat_model, report=False)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "b" / "b_one" / "metrics.csv"),
+                                  pd.read_csv(alone / "metrics.csv"))
+
+
+def test_cli_prints_one_line_per_pool(tiny_chat_model, tmp_path, monkeypatch, capsys):
+    from llmct.cli import main
+
+    _write_population(tmp_path / "in" / "pop")
+    (tmp_path / "in" / "z.yaml").write_text(
+        _scenario("z", CONVS["arc_one"], REFS_B), encoding="utf-8")
+    monkeypatch.setattr(pop, "load_model", lambda *a, **k: tiny_chat_model)
+    assert main(["scan", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--no-report"]) == 0
+    captured = capsys.readouterr()
+    assert "pool 'pop': 3 conversations" in captured.err
+    assert "'z' scanned alone (not pooled: its references block differs" in captured.err
+    assert "scan of 2 pools written to" in captured.out and "over conversations, n=3" in captured.out
+    assert not (tmp_path / "o" / "report.html").exists() and (tmp_path / "o" / "pools.json").exists()
+
+
+def test_pools_page_escapes_every_text(tmp_path):
+    bad = '<b>&"x"'
+    (tmp_path / bad).mkdir()
+    (tmp_path / bad / "report.html").write_text("")
+    index = {"model": bad, "n_scenarios": 3, "blocks": list(pop.BLOCKS), "timings": {"total": 1},
+             "pools": [{"label": bad, "folder": bad, "pooled": False, "n_conversations": 1,
+                        "files": [bad], "differs_from": {bad: ["references"]}, "note": bad}]}
+    (tmp_path / "pools.json").write_text(json.dumps(index))
+    page = pop.render_pools_html(tmp_path)
+    assert "<b>&" not in page and "&lt;b&gt;&amp;&quot;x&quot;" in page
+    assert 'href="%3Cb%3E%26%22x%22/report.html"' in page

@@ -347,7 +347,9 @@ def _save_library(path, m, ref_arr, centre, labels, sources, layers, roles, prov
 
 
 def run_scan_cli(args) -> int:
-    """``llmct scan``: one scenario file -> one scan; a folder or several files -> a population
+    """``llmct scan``: one scenario file -> one scan; a folder (its sub-folders searched too) or
+    several files -> populations, one per pool of identical references, baseline, model and
+    capture; a scenario alone in its pool is scanned on its own
     (:func:`llmct.scan.population.run_population`)."""
     paths = args.scenario if isinstance(args.scenario, list | tuple) else [args.scenario]
     if len(paths) > 1 or Path(paths[0]).is_dir():
