@@ -49,8 +49,9 @@ monitor: setup  ## live emotion readout while generating the scenario's assistan
 bench: setup  ## speed/memory benchmarks (ratios against a baseline in the same run)
 	$(RUN) python benchmarks/bench_capture.py
 
-lint: setup  ## ruff, and no block of 6+ similar lines repeated in src/ or between experiments
+lint: setup  ## ruff, mypy (src/, --check-untyped-defs), and no block of 6+ similar lines repeated in src/ or between experiments
 	$(RUN) ruff check .
+	$(RUN) mypy
 	$(RUN) pylint --disable=all --enable=duplicate-code --min-similarity-lines=6 --score=n \
 	  src/llmct experiments/*/run.py analysis/*.py visualization/figures/*.py scripts/*.py
 

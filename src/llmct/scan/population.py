@@ -33,8 +33,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -419,8 +421,9 @@ def _scan_pools(pools: list[Pool], out_dir: Path, run: _Run, timings: dict[str, 
                   flush=True)
             run.scan(pool.first, out_dir / pool.label)
         seconds[pool.label] = round(time.perf_counter() - t, 3)
-    timings = {**timings, "pools": seconds, "total": round(time.perf_counter() - t0, 3)}
-    write_pools_index(out_dir, pools, run.name, timings)
+    index_timings: dict[str, Any] = {**timings, "pools": seconds,
+                                     "total": round(time.perf_counter() - t0, 3)}
+    write_pools_index(out_dir, pools, run.name, index_timings)
     if run.report:
         write_pools_report(out_dir)
 
@@ -463,7 +466,7 @@ def write_population_tables(out_dir: Path, pooled: list[dict], per_conv: dict[st
         out_dir / "population_findings.csv", index=False)
     long, wide = [], []
     for conv, findings in per_conv.items():
-        row = {"conversation": conv, "kind": _kind(conv)}
+        row: dict[str, Any] = {"conversation": conv, "kind": _kind(conv)}
         for f in findings:
             row[f"{f['id']}"] = f.get("value")
             row[f"{f['id']}_verdict"] = f.get("verdict")
@@ -521,7 +524,7 @@ def _page_head(title: str) -> list[str]:
             f"<style>{css}</style></head><body>"]
 
 
-def _strip_svg(values: list[tuple[str, float]], pooled: dict, width: int = 260,
+def _strip_svg(values: Sequence[tuple[str, float | None]], pooled: dict, width: int = 260,
                height: int = 34) -> str:
     """One finding: a dot per conversation and the pooled interval as a bar (inline SVG)."""
     finite = [v for _, v in values if v is not None and np.isfinite(v)]
@@ -610,7 +613,8 @@ def render_population_html(out_dir: Path) -> str:
         cells = []
         for i in ids:
             f = per[c["name"]].get(i) or {}
-            colour = VERDICT_COLOURS.get(f.get("verdict"), VERDICT_COLOURS["not testable here"])
+            colour = VERDICT_COLOURS.get(str(f.get("verdict")),
+                                         VERDICT_COLOURS["not testable here"])
             cells.append(f'<td class="num" title="{_e(f.get("verdict"))}"><span class="dot" '
                          f'style="background:{_e(colour)}"></span>{_e(_num(f.get("value")))}</td>')
         h.append(f"<tr><td>{name}</td><td>{_e(c.get('kind'))}</td><td class=\"num\">"

@@ -85,7 +85,8 @@ def check_context(model, tokenizer, scenario: Scenario) -> None:
             f"({n_gen} generated turn(s) x max_new_tokens={scenario.generation.max_new_tokens} "
             f"included) but the model has a context of {limit}; shorten it (nothing was generated)")
     system = scenario.system_prompt
-    texts = [(f"references.{k}", ("references", k), r.text) for k, r in scenario.references.items()]
+    texts: list[tuple[str, tuple[str, str | int], str]] = [
+        (f"references.{k}", ("references", k), r.text) for k, r in scenario.references.items()]
     texts += [(f"baseline[{i}]", ("baseline", i), t) for i, t in enumerate(scenario.baseline)]
     for key, path, text in texts:
         chat = ([{"role": "system", "content": system}] if system else []) + [
@@ -122,7 +123,8 @@ def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Pa
     explicit = (out is not None) if explicit_out is None else explicit_out
     out_dir = output_dir_for(out or default_output_dir(scenario, name), overwrite=overwrite,
                              explicit=explicit)
-    library_path = None if save_library_to in (None, False, True) else Path(save_library_to)
+    library_path = (Path(save_library_to) if isinstance(save_library_to, (str, Path))
+                    else None)
     if library_path is not None:
         if library_path.is_dir():
             raise StoreError(f"--save-library {library_path} is a folder; name a .safetensors file")
