@@ -108,7 +108,29 @@ def read_probes(folder: Path, source: str = "hidden_out") -> dict:
                     f"{tag}_shuffled_auroc": get("shuffled_mean")})
     out["b_to_a_auroc"] = value(s, "max_auroc", train_set="set_b", test_set="set_a",
                                 source=source)
+    for tag in ("set_a", "set_b"):  # within-set controls and spreads added in later runs
+        row = rows(s, train_set=tag, test_set=tag, source=source)
+        out[f"{tag}_best_text_auroc"] = _best_text(row)
+        out[f"{tag}_fold_seed_range"] = _range(row, "argmax_seed_min", "argmax_seed_max", 3)
+        out[f"{tag}_peak_layer_ci"] = _range(row, "argmax_lo", "argmax_hi", 0)
     return out
+
+
+def _best_text(row: pd.DataFrame) -> float:
+    cols = [c for c in ("text_word_tfidf_auroc", "text_char_tfidf_auroc",
+                        "text_stylometric_auroc") if c in row.columns]
+    vals = row[cols].iloc[0].astype(float) if cols and len(row) else pd.Series(dtype=float)
+    return float(vals.max()) if vals.notna().any() else NAN
+
+
+def _range(row: pd.DataFrame, lo: str, hi: str, digits: int) -> str | float:
+    """``"lo-hi"`` from two columns of a one-row frame (NaN when absent: older runs)."""
+    if not len(row) or lo not in row.columns or hi not in row.columns:
+        return NAN
+    a, b = float(row[lo].iloc[0]), float(row[hi].iloc[0])
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return NAN
+    return f"{a:.{digits}f}-{b:.{digits}f}"
 
 
 def read_binary(folder: Path, source: str = "hidden_out") -> dict:
@@ -332,6 +354,13 @@ def _probe_cols() -> dict:
             (f"{tag}_shuffled_auroc", f"{label[tag]}: shuffled labels (mean over layers)", "~0.5"),
         ]
     triples.append(("b_to_a_auroc", "B->A transfer: max AUROC (h)", "-"))
+    for tag in ("set_a", "set_b"):
+        triples += [
+            (f"{tag}_best_text_auroc", f"{label[tag]}: best text-only baseline, same folds "
+             "(word/char TF-IDF, stylometrics)", "-"),
+            (f"{tag}_fold_seed_range", f"{label[tag]}: AUROC at the argmax layer, min-max over "
+             "5 fold seeds", "-"),
+            (f"{tag}_peak_layer_ci", f"{label[tag]}: argmax layer, 95% interval over items", "-")]
     return _cols(*triples)
 
 
