@@ -120,7 +120,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--null-directions", type=int, default=20,
                    help="null: random directions in the span of 09's story activations "
                    "(preference read-out only; 0: none)")
-    p.add_argument("--null-shuffles", type=int, default=20,
+    p.add_argument("--null-shuffles", type=int, default=10,
                    help="null: story vectors with shuffled labels (read-out only; 0: none)")
     p.add_argument("--null-alphas", nargs="+", type=float, default=None,
                    help="alphas at which the null is scored (default: the largest --alphas)")
