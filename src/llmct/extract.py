@@ -538,10 +538,11 @@ def apply_thread_args(args) -> None:
 def load_model_from_args(args, **kwargs):
     """``(model, tokenizer)`` named by ``--model/--dtype/--device/--device-map``, after applying
     ``--torch-threads``: the one place experiments load their model."""
+    from .distributed import process_device
     from .models import load_model
 
     apply_thread_args(args)
-    return load_model(args.model, dtype=args.dtype, device=args.device,
+    return load_model(args.model, dtype=args.dtype, device=process_device(args.device),
                       device_map=getattr(args, "device_map", None), **kwargs)
 
 

@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .distributed import World, barrier, world
 from .errors import RUN_NAME, LLMCTError, OneLineParser, UsageError, report_errors
 from .extract import (
     Extraction,
@@ -464,6 +465,9 @@ def get_activations(exp_dir: Path, args, stimuli, prompt: str | None = None
     def load():
         return load_model_from_args(args)
 
+    launched = world()
+    if launched.shard and not args.shard:  # torchrun / accelerate launch: one shard per process
+        return _extract_launched(folder, stimuli, args, prompt, expected, load, launched)
     if args.shard:
         model, tokenizer = load()
         summary = extract(model, tokenizer, stimuli, folder, prompt=prompt, sources=args.sources,
@@ -478,6 +482,29 @@ def get_activations(exp_dir: Path, args, stimuli, prompt: str | None = None
                              layers=args.layers or "all",
                              batch_size=args.batch_size, chunk_size=args.chunk_size,
                              progress=args.progress, model_name=args.model, expected=expected)
+
+
+def _extract_launched(folder: Path, stimuli, args, prompt: str, expected: dict, load,
+                      launched: World) -> Extraction | None:
+    """Under a launcher of N processes: extract shard ``rank/N`` (if anything of it is missing),
+    wait for every process, then merge on the main process; the others return None."""
+    from .extract import _as_pairs, _missing, _stored_digests, load_extraction
+
+    shard = launched.shard
+    assert shard is not None
+    mine = _as_pairs(stimuli)[shard[0]::shard[1]]
+    if _missing(mine, _stored_digests(folder)):
+        model, tokenizer = load()
+        summary = extract(model, tokenizer, stimuli, folder, prompt=prompt, sources=args.sources,
+                          layers=args.layers or "all", batch_size=args.batch_size, shard=shard,
+                          chunk_size=args.chunk_size, progress=args.progress,
+                          model_name=args.model)
+        print(f"[rank {shard[0]}/{shard[1]}] {summary.n_extracted} extracted into "
+              f"{summary.store_dir}", flush=True)
+    barrier()
+    if not launched.is_main:
+        return None
+    return load_extraction(folder, stimuli, expected=expected)
 
 
 __all__ = [
