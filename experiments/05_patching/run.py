@@ -30,14 +30,14 @@ from llmct.extract import load_model_from_args
 from llmct.prompts import build_inputs
 from llmct.runs import (
     OKABE_ITO,
-    Outputs,
     experiment_main,
     experiment_parser,
     get_activations,
-    out_dir_for,
     pyplot,
+    resummary_outputs,
     run_main,
     start_run,
+    stored_table,
 )
 from llmct.stats import two_way_bootstrap_mean
 
@@ -294,18 +294,14 @@ def main(argv=None) -> int:
     return write_summaries(out, pairs, args)
 
 
+PAIR_COLUMNS = ("pairing", "source", "layer", "condition", "source_id", "target_id", "success",
+                "mass_shift")
+
+
 def resummarise(args) -> int:
     """``--from-pairs``: summaries, controls table and figure from a stored pairs file."""
-    path = Path(args.from_pairs)
-    if not path.is_file():
-        raise LLMCTError(f"{path}: no such pairs file (written by a full 05 run)")
-    pairs = pd.read_csv(path)
-    missing = {"pairing", "source", "layer", "condition", "source_id", "target_id",
-               "success", "mass_shift"} - set(pairs.columns)
-    if missing:
-        raise LLMCTError(f"{path}: not a patching pairs file (missing columns {sorted(missing)})")
-    out = Outputs(out_dir_for(EXP_DIR, args), args.overwrite)
-    out.claim([r for r in RESULTS if r != "patching_pairs.csv.gz"])
+    pairs = stored_table(args.from_pairs, PAIR_COLUMNS, "patching pairs")
+    out = resummary_outputs(EXP_DIR, args, RESULTS, "patching_pairs.csv.gz")
     return write_summaries(out, pairs, args)
 
 

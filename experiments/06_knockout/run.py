@@ -30,14 +30,14 @@ from llmct.prompts import build_inputs
 from llmct.runs import (
     OKABE_ITO,
     SOURCE_COLOURS,
-    Outputs,
     experiment_main,
     experiment_parser,
     get_activations,
-    out_dir_for,
     pyplot,
+    resummary_outputs,
     run_main,
     start_run,
+    stored_table,
 )
 from llmct.stats import bootstrap_ci
 
@@ -253,15 +253,8 @@ ITEM_COLUMNS = ("set", "positions", "source", "layer", "mode", "id", "correct_cl
 
 def resummarise(args) -> int:
     """``--from-items``: summaries, critical table and figure from a stored items file."""
-    path = Path(args.from_items)
-    if not path.is_file():
-        raise LLMCTError(f"{path}: no such items file (written by a full 06 run)")
-    table = pd.read_csv(path)
-    missing = set(ITEM_COLUMNS) - set(table.columns)
-    if missing:
-        raise LLMCTError(f"{path}: not a knockout items file (missing columns {sorted(missing)})")
-    out = Outputs(out_dir_for(EXP_DIR, args), args.overwrite)
-    out.claim([r for r in RESULTS if r != "knockout_items.csv.gz"])
+    table = stored_table(args.from_items, ITEM_COLUMNS, "knockout items")
+    out = resummary_outputs(EXP_DIR, args, RESULTS, "knockout_items.csv.gz")
     return write_summaries(out, table, args)
 
 

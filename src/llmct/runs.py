@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .distributed import World, barrier, world
 from .errors import RUN_NAME, LLMCTError, OneLineParser, UsageError, report_errors
@@ -35,6 +36,9 @@ from .extract import (
 )
 from .models import model_slug
 from .style import style
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _STYLE = style()  # visualization/figures/style_config.py: the one place for colours
 #: Okabe-Ito colours by name (aliases kept for the experiments' figures).
@@ -484,6 +488,31 @@ def get_activations(exp_dir: Path, args, stimuli, prompt: str | None = None
                              progress=args.progress, model_name=args.model, expected=expected)
 
 
+def stored_table(path: str | Path, columns: Sequence[str], what: str) -> pd.DataFrame:
+    """The per-item (or per-pair) table of an earlier full run, for re-summarising without a model
+    (05 ``--from-pairs``, 06 ``--from-items``). ``what`` names it in errors ("patching pairs").
+
+    Raises :class:`LLMCTError` naming the file when it does not exist or lacks a column."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise LLMCTError(f"{path}: no such {what} file (written by a full run)")
+    table = pd.read_csv(path)
+    missing = set(columns) - set(table.columns)
+    if missing:
+        raise LLMCTError(f"{path}: not a {what} file (missing columns {sorted(missing)})")
+    return table
+
+
+def resummary_outputs(exp_dir: Path, args, results: Sequence[str], table: str) -> Outputs:
+    """The outputs of a re-summary: every result file of the experiment but its stored ``table``
+    (claimed, so an existing result is replaced only with ``--overwrite``)."""
+    out = Outputs(out_dir_for(exp_dir, args), args.overwrite)
+    out.claim([r for r in results if r != table])
+    return out
+
+
 def _extract_launched(folder: Path, stimuli, args, prompt: str, expected: dict, load,
                       launched: World) -> Extraction | None:
     """Under a launcher of N processes: extract shard ``rank/N`` (if anything of it is missing),
@@ -523,6 +552,8 @@ __all__ = [
     "model_n_layers",
     "plan_probes",
     "out_dir_for",
+    "resummary_outputs",
+    "stored_table",
     "plot_layer_panels",
     "panel_name",
     "pyplot",
