@@ -232,25 +232,6 @@ def paired_permutation_pvalue(differences, units=None, *, n_perm: int = 10000,
     return permutation_pvalue(abs(float(d.sum())), null, "greater")
 
 
-def stratified_bootstrap_weights(strata, *, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
-    """``[n_boot, n]`` draw counts of a bootstrap that resamples items within each stratum.
-
-    Every stratum (e.g. one emotion x set cell) keeps its size in every resample, so a statistic
-    of cell means (centroids) is re-estimated from resampled items of the same cells: the
-    independent unit is the item. Weighted means ``W @ X / W.sum(1)`` per stratum give the
-    resampled cell means without copying ``X``. Davison & Hinkley 1997, *Bootstrap Methods*,
-    sec. 3.7 (stratified resampling).
-    """
-    codes, k = _codes(strata)
-    rng = np.random.default_rng(seed)
-    weights = np.zeros((n_boot, codes.size))
-    for c in range(k):
-        idx = np.flatnonzero(codes == c)
-        weights[:, idx] = rng.multinomial(idx.size, np.full(idx.size, 1.0 / idx.size),
-                                          size=n_boot)
-    return weights
-
-
 __all__ = [
     "Interval",
     "auroc",
@@ -261,7 +242,6 @@ __all__ = [
     "match_pairs",
     "paired_permutation_pvalue",
     "percentile_ci",
-    "stratified_bootstrap_weights",
     "permutation_pvalue",
     "permutation_test",
     "two_way_bootstrap_mean",
