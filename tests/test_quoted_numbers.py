@@ -42,6 +42,18 @@ def _expected(frame: pd.DataFrame, spec: str) -> list[float]:
     return values
 
 
+def _table(path: Path, where: str) -> pd.DataFrame:
+    """A CSV, or a JSON result flattened to one row (nested keys joined by '.'), filtered by
+    ``where`` (a pandas query; empty keeps every row)."""
+    if path.suffix == ".json":
+        import json
+
+        frame = pd.json_normalize(json.loads(path.read_text(encoding="utf-8")))
+    else:
+        frame = pd.read_csv(path)
+    return frame.query(where) if where else frame
+
+
 def _claims() -> list[dict]:
     return pd.read_csv(REGISTRY, dtype=str, keep_default_na=False).to_dict("records")
 
@@ -51,7 +63,7 @@ def test_quoted_number_matches_its_file(claim):
     doc = _normalise((ROOT / claim["doc"]).read_text(encoding="utf-8"))
     quote = _normalise(claim["quote"])
     assert quote in doc, f"{claim['doc']} no longer quotes {quote!r} ({claim['note']})"
-    frame = pd.read_csv(ROOT / claim["csv"]).query(claim["where"])
+    frame = _table(ROOT / claim["csv"], claim["where"])
     assert len(frame), f"{claim['csv']}: no row matches {claim['where']!r}"
     expected = _expected(frame, claim["column"])
     quoted = NUMBER.findall(quote)
