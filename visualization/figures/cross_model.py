@@ -139,7 +139,7 @@ def affect_plane(root: Path, slugs: list[str]):
         ax.axvline(0, color="grey", linewidth=0.5)
         ax.set_xlabel(f"PC1 ({cl.pc1_ratio.iloc[0]:.1%})")
         ax.set_ylabel(f"PC2 ({cl.pc2_ratio.iloc[0]:.1%})")
-        ax.set_title(f"{slug}, {kind}, layer {int(cl.layer.iloc[0])}: "
+        ax.set_title(f"{slug}, {kind}, layer {int(cl.layer.iloc[0])}\n"
                      f"PC1 x design valence r = {r_valence:.2f}", fontsize=8)
         fig.colorbar(sc, ax=ax, shrink=0.8, label="valence (design); size: arousal")
     fig.suptitle("Emotion vectors from stories: the valence/arousal plane")
