@@ -148,11 +148,12 @@ def centroid_difference_ci(X, sets, labels, emotions, treatment: str) -> tuple[f
     X, sets, labels = X[keep], sets[keep], labels[keep]
     estimate = _cross_set_difference(X, sets, labels, shared, pair, treatment)
     n = len(X)
-    jack = np.array([_cross_set_difference(X[np.arange(n) != i], sets[np.arange(n) != i],
-                                           labels[np.arange(n) != i], shared, pair, treatment)
-                     for i in range(n)])
+    drops = ~np.eye(n, dtype=bool)  # row i: every item but i
+    jack = np.array([_cross_set_difference(X[m], sets[m], labels[m], shared, pair, treatment)
+                     for m in drops])
     se = float(np.sqrt((n - 1) / n * np.sum((jack - jack.mean()) ** 2)))
     return estimate - 1.96 * se, estimate + 1.96 * se
+
 
 def plot_silhouettes(frame: pd.DataFrame, probe_layer: int, title: str):
     plt = pyplot()

@@ -117,10 +117,11 @@ def read_probes(folder: Path, source: str = "hidden_out") -> dict:
 
 
 def _best_text(row: pd.DataFrame) -> float:
-    cols = [c for c in ("text_word_tfidf_auroc", "text_char_tfidf_auroc",
-                        "text_stylometric_auroc") if c in row.columns]
-    vals = row[cols].iloc[0].astype(float) if cols and len(row) else pd.Series(dtype=float)
-    return float(vals.max()) if vals.notna().any() else NAN
+    """The best text-only baseline as 02's summary scored it (``max_auroc`` minus its
+    ``probe_minus_best_text``; NaN for runs older than that column)."""
+    if not len(row) or "probe_minus_best_text" not in row.columns:
+        return NAN
+    return float(row.max_auroc.iloc[0] - row.probe_minus_best_text.iloc[0])
 
 
 def _range(row: pd.DataFrame, lo: str, hi: str, digits: int) -> str | float:

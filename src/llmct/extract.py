@@ -167,6 +167,18 @@ def _missing(pairs: list[tuple[str, str]], stored: set[tuple[str, str]]) -> list
     return [(sid, text) for sid, text in pairs if (sid, text_digest(text)) not in stored]
 
 
+def missing_items(out_dir: str | Path, stimuli, shard: tuple[int, int] | None = None
+                  ) -> list[tuple[str, str]]:
+    """``(id, text)`` of the stimuli (of ``shard`` ``(i, n)`` only, if given: items ``i, i+n, ...``)
+    not yet stored under ``out_dir`` with their current text; decides whether a model must be
+    loaded at all."""
+    pairs = _as_pairs(stimuli)
+    if shard is not None:
+        pairs = pairs[shard[0]::shard[1]]
+    stored = _stored_digests(Path(out_dir)) if Path(out_dir).exists() else set()
+    return _missing(pairs, stored)
+
+
 def _check_manifest(out_dir: Path, manifest: dict) -> None:
     for store in stores_in(out_dir):
         store.check_compatible(manifest)
@@ -419,8 +431,7 @@ def ensure_extraction(out_dir: str | Path, stimuli, *, load=None, prompt: str = 
     """
     if Path(out_dir).exists():
         check_store(out_dir, expected)
-    stored = _stored_digests(Path(out_dir)) if Path(out_dir).exists() else set()
-    if _missing(_as_pairs(stimuli), stored):
+    if missing_items(out_dir, stimuli):
         if load is None:
             raise StoreError(f"{out_dir}: activations missing and no model given to extract them")
         model, tokenizer = load()
@@ -561,6 +572,7 @@ __all__ = [
     "limit_stimuli",
     "load_extraction",
     "load_model_from_args",
+    "missing_items",
     "parse_shard",
     "position_rule",
     "positive_int",

@@ -489,23 +489,25 @@ def fold_seed_rows(acts: dict[str, np.ndarray], y, groups, curve: pd.DataFrame,
     """The within-set probe re-scored under ``n_seeds`` fold seeds (``SEED .. SEED+n_seeds-1``;
     the first is the headline's) at the layers a summary quotes: the first layer (layer-0
     baseline), and the argmax and first-within-``PEAK_TOL`` layers of ``curve`` (the headline
-    :func:`layer_sweep` rows of the first seed). Rows: ``source, rule, layer, depth, seed,
-    auroc`` (per-fold mean, as the headline). The spread over seeds is the part of a quoted AUROC
+    :func:`layer_sweep` rows of the first seed, reused, not refitted; each distinct layer is
+    fitted once per further seed). Rows: ``source, rule, layer, depth, seed, auroc`` (per-fold
+    mean, as the headline). The spread over seeds is the part of a quoted AUROC
     that depends on how items fall into folds."""
     rows = []
-    fold_sets = [make_folds(y, groups, seed=SEED + i) for i in range(n_seeds)]
+    fold_sets = [make_folds(y, groups, seed=SEED + i) for i in range(1, n_seeds)]
     for source, arr in acts.items():
         mine = curve[curve.source == source]
         pk = peak_layer(mine.auroc.to_numpy(), layers, n_layers)
         at = {"layer0": int(layers[0]), "argmax": pk.argmax_layer,
               "first_within": pk.first_within_layer}
-        for rule, layer in at.items():
+        by_layer: dict[int, list[float]] = {}  # the first seed's score is the headline's own
+        for layer in dict.fromkeys(at.values()):
             j = list(layers).index(layer)
-            for i, folds in enumerate(fold_sets):
-                score = cv_auroc(arr[:, j], y, folds, C=C)
-                rows.append({"source": source, "rule": rule, "layer": layer,
-                             "depth": depth(layer, n_layers), "seed": SEED + i,
-                             "auroc": float(np.mean(score))})
+            by_layer[layer] = [float(mine.auroc.iloc[j])] + [
+                float(np.mean(cv_auroc(arr[:, j], y, folds, C=C))) for folds in fold_sets]
+        rows += [{"source": source, "rule": rule, "layer": layer, "depth": depth(layer, n_layers),
+                  "seed": SEED + i, "auroc": score}
+                 for rule, layer in at.items() for i, score in enumerate(by_layer[layer])]
     return rows
 
 

@@ -517,12 +517,11 @@ def _extract_launched(folder: Path, stimuli, args, prompt: str, expected: dict, 
                       launched: World) -> Extraction | None:
     """Under a launcher of N processes: extract shard ``rank/N`` (if anything of it is missing),
     wait for every process, then merge on the main process; the others return None."""
-    from .extract import _as_pairs, _missing, _stored_digests, load_extraction
+    from .extract import load_extraction, missing_items
 
     shard = launched.shard
     assert shard is not None
-    mine = _as_pairs(stimuli)[shard[0]::shard[1]]
-    if _missing(mine, _stored_digests(folder)):
+    if missing_items(folder, stimuli, shard):
         model, tokenizer = load()
         summary = extract(model, tokenizer, stimuli, folder, prompt=prompt, sources=args.sources,
                           layers=args.layers or "all", batch_size=args.batch_size, shard=shard,
