@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SET_D = ROOT / "stimuli" / "set_d_appraisal.jsonl"
 SET_D_CONFIRM = ROOT / "stimuli" / "set_d_confirmation.jsonl"
 SET_D_CONFIRM_2 = ROOT / "stimuli" / "set_d_confirmation_2.jsonl"
+SET_D_CONFIRM_3 = ROOT / "stimuli" / "set_d_confirmation_3.jsonl"
 
 EMOTIONS = ("anger", "anticipation", "disgust", "fear", "joy", "sadness", "surprise", "trust")
 LABELS = (*EMOTIONS, "neutral")
@@ -72,15 +73,18 @@ def _files() -> list[tuple[Path, str, str]]:
 
 
 def _structure_files() -> list[tuple[Path, str, str]]:
-    """Every Set D file whose structure is tested: _files() plus the second confirmation set
-    (which the blind sheet of validation/set_d_blind.py does not include)."""
+    """Every Set D file whose structure is tested: _files() plus the second and third
+    confirmation sets (which the blind sheet of validation/set_d_blind.py does not include)."""
     out = _files()
     if SET_D_CONFIRM_2.is_file():
         out.append((SET_D_CONFIRM_2, "set_d_confirm_2", "DC2-"))
+    if SET_D_CONFIRM_3.is_file():
+        out.append((SET_D_CONFIRM_3, "set_d_confirm_3", "DC3-"))
     return out
 
 
-@pytest.fixture(scope="module", params=["set_d", "set_d_confirm", "set_d_confirm_2"])
+@pytest.fixture(scope="module",
+                params=["set_d", "set_d_confirm", "set_d_confirm_2", "set_d_confirm_3"])
 def items(request) -> tuple[str, str, list[dict]]:
     files = {name: (path, name, prefix) for path, name, prefix in _structure_files()}
     if request.param not in files:
@@ -110,7 +114,8 @@ def test_every_frame_has_the_nine_labels_once(items):
     frames: dict[str, list[str]] = defaultdict(list)
     for r in rows:
         frames[r["frame_id"]].append(r["label"])
-    expected = {"set_d": 16, "set_d_confirm": 4, "set_d_confirm_2": 4}[set_name]
+    expected = {"set_d": 16, "set_d_confirm": 4, "set_d_confirm_2": 4,
+                "set_d_confirm_3": 4}[set_name]
     assert len(frames) == expected
     for fid, labels in frames.items():
         assert sorted(labels) == sorted(LABELS), f"{fid}: labels {sorted(labels)}"
