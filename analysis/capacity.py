@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from llmct.stats import cluster_bootstrap_mean, two_way_bootstrap_mean
+from llmct.analysis.stats import cluster_bootstrap_mean, two_way_bootstrap_mean
 
 ROOT = Path(__file__).resolve().parents[1]
 N_EMOTIONS = 8  # answers are scored among the 8 Plutchik emotion words

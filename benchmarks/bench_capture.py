@@ -22,8 +22,8 @@ from benchmarks._common import (  # noqa: E402
     summary,
     write_result,
 )
-from llmct.capture import model_device, pad_batch, position_ids_from_mask  # noqa: E402
-from llmct.prompts import fewshot_prompt  # noqa: E402
+from llmct.core.capture import model_device, pad_batch, position_ids_from_mask  # noqa: E402
+from llmct.emotion.prompts import fewshot_prompt  # noqa: E402
 from stimuli.loader import load_set  # noqa: E402
 
 

@@ -30,7 +30,7 @@ def _child(name: str) -> None:
     import torch
 
     import llmct
-    from llmct import models
+    from llmct.core import models
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     import_s = time.perf_counter() - t0
@@ -67,7 +67,7 @@ def _run_child(name: str, cache: Path) -> dict:
 
 
 def bench_model(name: str, rounds: int) -> dict:
-    from llmct import models
+    from llmct.core import models
 
     spec = models.embedded_model(name)
     cache = Path(tempfile.mkdtemp(prefix="llmct-bench-cache-"))
@@ -113,7 +113,7 @@ def main() -> None:
     if args.child:
         _child(args.child)
         return
-    from llmct import models
+    from llmct.core import models
 
     names = args.models or list(models.EMBEDDED_MODELS)
     unknown = [n for n in names if models.embedded_model(n) is None]

@@ -1,6 +1,6 @@
 """Per-run copy of a sliding-window KV cache: shallow per-layer copy vs the deep copy it replaced.
 
-Gemma 3's caches mix full and sliding-window layers, so :class:`llmct.interventions.PrefixCache`
+Gemma 3's caches mix full and sliding-window layers, so :class:`llmct.core.readout.PrefixCache`
 cannot crop them back and copies them for every run (every knockout/patching condition). This
 times ``PrefixCache.run()`` on the embedded Gemma 3 270M over Set B's few-shot prompts with
 ``runner.fresh_cache`` as it is (shallow per-layer copy) and with the old ``copy.deepcopy``,
@@ -21,10 +21,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import interleave, summary, write_result  # noqa: E402
-from llmct import interventions as iv  # noqa: E402
 from llmct import load_model  # noqa: E402
-from llmct.prompts import build_inputs  # noqa: E402
-from llmct.stimuli import load_set  # noqa: E402
+from llmct.core import interventions as iv  # noqa: E402
+from llmct.core.readout import PrefixCache  # noqa: E402
+from llmct.emotion.prompts import build_inputs  # noqa: E402
+from llmct.io.stimuli import load_set  # noqa: E402
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
     model, tok = load_model(args.model)
     texts = [s.text for s in load_set("set_b")[: args.items]]
     inputs, _ = build_inputs(tok, texts, "fewshot")
-    cache = iv.PrefixCache(model, tok, inputs, batch_size=args.items)
+    cache = PrefixCache(model, tok, inputs, batch_size=args.items)
     shallow = iv.fresh_cache
 
     def run_with(copier):

@@ -26,11 +26,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from llmct import probes
+from llmct.analysis import probes
+from llmct.analysis.stats import macro_ovr_auroc
+from llmct.core.models import model_slug
+from llmct.emotion.extract import load_extraction
 from llmct.errors import StoreError
-from llmct.extract import load_extraction
-from llmct.models import model_slug
-from llmct.stats import macro_ovr_auroc
 from stimuli.loader import load_sets
 
 ROOT = Path(__file__).resolve().parents[1]

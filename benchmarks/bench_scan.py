@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import llmct  # noqa: E402
 from benchmarks._common import interleave, peak_memory_of, peak_rss_mb, summary, write_result  # noqa: E402
-from llmct.chat import render_chat  # noqa: E402
+from llmct.core.chat import render_chat  # noqa: E402
 from llmct.scan.monitor import EmotionMonitor, library_from_scenario  # noqa: E402
 from llmct.scan.run import run_scan  # noqa: E402
 from llmct.scan.scenario import load_scenario  # noqa: E402

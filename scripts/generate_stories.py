@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llmct.generation import generate_reply  # noqa: E402
-from llmct.models import load_model  # noqa: E402
+from llmct.core.generation import generate_reply  # noqa: E402
+from llmct.core.models import load_model  # noqa: E402
 from stimuli.loader import load_jsonl, load_set  # noqa: E402
 
 STORY_PROMPT = {

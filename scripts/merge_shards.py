@@ -1,7 +1,7 @@
 """Gather ``--shard i/n`` extraction folders into one activation store and check it is complete.
 
 The library already merges shards transparently: ``extract(..., shard="i/n")`` writes
-``<store>/shard-i-of-n/`` and :func:`llmct.extract.load_extraction` reads every ``shard-*``
+``<store>/shard-i-of-n/`` and :func:`llmct.emotion.extract.load_extraction` reads every ``shard-*``
 sub-folder of a store, so shards run on one machine need no merging at all. This is a thin CLI
 for the other case -- shards run on several machines or disks: it copies each ``--from`` folder's
 ``shard-*-of-*`` sub-folders into the store (file by file, atomically, never replacing a file
@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from llmct.emotion.extract import load_extraction, select_stimuli, stores_in  # noqa: E402
 from llmct.errors import LLMCTError  # noqa: E402
-from llmct.extract import load_extraction, select_stimuli, stores_in  # noqa: E402
 
 
 def copy_shards(src: Path, dest: Path) -> tuple[int, int]:

@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     sys.path.insert(0, str(ROOT / "src"))
-    from llmct.models import model_slug
+    from llmct.core.models import model_slug
 
     slug = model_slug(args.model)
     names = experiments(args.only)

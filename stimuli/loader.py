@@ -1,11 +1,11 @@
-"""The stimulus loader now lives in the library (:mod:`llmct.stimuli`); this module re-exports it
+"""The stimulus loader now lives in the library (:mod:`llmct.io.stimuli`); this module re-exports it
 so ``from stimuli.loader import load_set`` keeps working.
 
     >>> from stimuli.loader import load_set, load_sets, to_frame
     >>> set_b = load_set("set_b")
 """
 
-from llmct.stimuli import (  # noqa: F401
+from llmct.io.stimuli import (  # noqa: F401
     EMOTIONS,
     FRAME_SETS,
     SET_FILES,

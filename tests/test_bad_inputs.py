@@ -88,13 +88,13 @@ def _isolated(tmp_path, monkeypatch):
 @pytest.fixture
 def no_model_load(monkeypatch):
     """Any model load fails the test: the error under test must come before it."""
-    import llmct.models
+    import llmct.core.models
     import llmct.scan.run  # imported before patching: it binds load_model at import
 
     def refuse(*a, **k):
         raise AssertionError("the model was loaded before the input was checked")
 
-    monkeypatch.setattr(llmct.models, "load_model", refuse)
+    monkeypatch.setattr(llmct.core.models, "load_model", refuse)
     monkeypatch.setattr(llmct.scan.run, "load_model", refuse)
 
 
@@ -306,7 +306,7 @@ def test_activation_root_that_is_a_file(tmp_path, capsys, no_model_load):
 
 
 def test_windows_line_endings_are_fine(tmp_path):
-    from llmct.stimuli import load_jsonl
+    from llmct.io.stimuli import load_jsonl
 
     path = tmp_path / "crlf.jsonl"
     path.write_bytes(b'{"id": "u1", "text": "a", "label": "joy"}\r\n\r\n'
@@ -429,7 +429,7 @@ def test_real_processes_print_one_line_and_exit_2(tmp_path):
 def test_fingerprint_changes_with_a_value_deep_in_a_tensor(tmp_path, monkeypatch):
     from safetensors.torch import load_file, save_file
 
-    from llmct import models
+    from llmct.core import models
 
     folder = save_tiny(tmp_path / "m")
     before = models.weights_fingerprint(str(folder))
@@ -449,7 +449,7 @@ def test_fingerprint_changes_with_a_value_deep_in_a_tensor(tmp_path, monkeypatch
 
 
 def test_fingerprint_takes_hub_blob_names_and_conversion_records(tmp_path, monkeypatch):
-    from llmct import models
+    from llmct.core import models
 
     blobs = tmp_path / "hub" / "blobs"
     blobs.mkdir(parents=True)
@@ -590,7 +590,7 @@ def test_scenario_paths_and_outputs_before_the_model_loads(tmp_path, capsys, no_
 
 
 def test_default_scan_folder_keeps_the_timestamped_sibling(tmp_path):
-    from llmct.store import output_dir_for
+    from llmct.io.store import output_dir_for
 
     folder = tmp_path / "scan"
     folder.mkdir()
@@ -666,8 +666,8 @@ def test_truncated_reference_library(tmp_path):
 
 
 def test_booleans_are_not_layer_indices_in_the_api():
+    from llmct.emotion.extract import check_layer_values
     from llmct.errors import UsageError
-    from llmct.extract import check_layer_values
 
     check_layer_values("all")
     check_layer_values([0, -1, np.int64(3)])

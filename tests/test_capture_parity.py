@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import llmct
-from llmct.arch import get_submodule
-from llmct.capture import position_ids_from_mask
-from llmct.hooks import count_hooks
+from llmct.core.arch import get_submodule
+from llmct.core.capture import position_ids_from_mask
+from llmct.core.hooks import count_hooks
 from tests.tiny_models import CONFIGS, random_token_batches, tiny_model
 
 KINDS = list(CONFIGS)

@@ -1,4 +1,4 @@
-"""llmct.chat: rendering, exact spans under templates that trim or rewrite content, template files.
+"""llmct.core.chat: rendering, exact spans under templates that trim or rewrite content, template files.
 
 The span faults of issue #13 (item 3) and template tokens in content (#14 item 7, #18 item 2) are
 in tests/test_faults.py; these cover the rest of the module's contract."""
@@ -9,7 +9,7 @@ import copy
 
 import pytest
 
-from llmct.chat import has_prefix_property, render_chat, render_text, use_chat_template
+from llmct.core.chat import has_prefix_property, render_chat, render_text, use_chat_template
 from llmct.errors import CaptureError
 from tests.tiny_models import embedded_tokenizer
 
@@ -106,7 +106,7 @@ def test_use_chat_template_records_the_file(tok, tmp_path):
 
 
 def test_plain_replies_end_where_the_model_starts_a_turn():
-    from llmct.chat import end_plain_turn
+    from llmct.core.chat import end_plain_turn
 
     assert end_plain_turn("Sure, happy to help.\n\nuser: thanks\nassistant: ok") == \
         "Sure, happy to help."

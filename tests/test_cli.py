@@ -36,7 +36,7 @@ def test_experiment_args_load_with_device_map(embedded, monkeypatch):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from llmct.extract import add_extract_args, load_model_from_args
+    from llmct.emotion.extract import add_extract_args, load_model_from_args
 
     seen = {}
     original = AutoModelForCausalLM.from_pretrained

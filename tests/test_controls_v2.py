@@ -116,7 +116,7 @@ def test_every_text_only_baseline_within_target(ceiling):
 
 def test_pair_folds_keep_vignette_and_control_together(pairs):
     df = cc.load_pairs("set_b_control_v2")
-    from llmct.text_baselines import grouped_folds
+    from llmct.analysis.text_baselines import grouped_folds
 
     for tr, te in grouped_folds(df.y, df.pair_id, n_splits=cc.N_SPLITS, seed=cc.SEED):
         assert not set(df.pair_id[tr]) & set(df.pair_id[te])

@@ -1,4 +1,4 @@
-"""Data-parallel extraction under a launcher (``llmct.distributed``): the environment is read
+"""Data-parallel extraction under a launcher (``llmct.io.distributed``): the environment is read
 correctly, and ``torchrun --nproc_per_node 2`` (gloo on CPU) gives the same activations as one
 process, each rank writing its own shard store and only rank 0 running the analysis."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmct import distributed as dp
+from llmct.io import distributed as dp
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,8 +53,8 @@ def _free_port() -> int:
 
 @pytest.mark.integration
 def test_torchrun_two_processes_equal_one_process(embedded, tmp_path):
-    from llmct.extract import load_extraction
-    from llmct.stimuli import load_set
+    from llmct.emotion.extract import load_extraction
+    from llmct.io.stimuli import load_set
 
     common = ["--sets", "set_a", "--limit", "2", "--torch-threads", "1", "--no-progress",
               "--sources", "hidden_out", "mlp_out", "--layers", "0", "15", "-1"]
@@ -74,7 +74,7 @@ def test_torchrun_two_processes_equal_one_process(embedded, tmp_path):
          "--activations", str(tmp_path / "one"), "--out", str(tmp_path / "out_one")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-2000:]
-    from llmct.extract import limit_stimuli
+    from llmct.emotion.extract import limit_stimuli
 
     items = limit_stimuli(load_set("set_a"), 2)
     a = load_extraction(tmp_path / "dp" / "fewshot", items)

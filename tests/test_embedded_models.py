@@ -12,11 +12,11 @@ import pytest
 import torch
 
 import llmct
-from llmct import models
-from llmct.arch import get_submodule
 from llmct.cli import main as cli_main
+from llmct.core import models
+from llmct.core.arch import get_submodule
+from llmct.core.lens import lens_logits
 from llmct.errors import ModelLoadError
-from llmct.lens import lens_logits
 
 EMBEDDED = list(models.EMBEDDED_MODELS)
 PROMPTS = [

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmct import extract as ex
+from llmct.emotion import extract as ex
 from llmct.errors import LLMCTError, StoreError
 from stimuli.loader import Stimulus, StimulusError
 

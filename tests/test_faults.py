@@ -13,17 +13,18 @@ import pytest
 import torch
 
 import llmct
-from llmct import arch
-from llmct.arch import ADAPTERS, get_adapter, supported_model_types
-from llmct.capture import pad_batch
-from llmct.chat import render_chat
+from llmct.core import arch
+from llmct.core.arch import ADAPTERS, get_adapter, supported_model_types
+from llmct.core.capture import pad_batch
+from llmct.core.chat import render_chat
+from llmct.core.hooks import count_hooks
+from llmct.core.interventions import ablate, patch
+from llmct.core.readout import PrefixCache, readout_logits
+from llmct.core.steering import mean_residual_norm, steer
+from llmct.emotion.preferences import last_token_logits
 from llmct.errors import CaptureError, UnsupportedArchitectureError
-from llmct.hooks import count_hooks
-from llmct.interventions import PrefixCache, ablate, patch, readout_logits
-from llmct.preferences import last_token_logits
 from llmct.scan.library import ReferenceLibrary
 from llmct.scan.monitor import EmotionMonitor
-from llmct.steering import mean_residual_norm, steer
 from tests.tiny_models import CONFIGS, VOCAB, embedded_tokenizer, tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -131,7 +132,7 @@ def test_fresh_cache_is_shallow_for_dynamic_layers_and_leaves_the_original_intac
     lengths and values exactly as they were; a cache with in-place layers is deep-copied."""
     from transformers.cache_utils import StaticCache
 
-    from llmct.runner import fresh_cache
+    from llmct.core.runner import fresh_cache
 
     model = tiny_model(kind)
     ids = torch.tensor([[5, 9, 17, 33, 2, 8, 7, 3, 99, 12]])
@@ -232,7 +233,7 @@ def test_chat_template_file(tok, plain_tok, tmp_path):
     path = tmp_path / "t.jinja"
     path.write_text("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
                     "{% if add_generation_prompt %}[assistant] {% endif %}")
-    template = llmct.chat.load_chat_template(path)
+    template = llmct.core.chat.load_chat_template(path)
     r = render_chat(plain_tok, [{"role": "user", "content": "hello there"}], chat_template=template)
     assert r.text == "[user] hello there\n" and r.template == str(path)
     span = r.spans[0]
@@ -240,7 +241,7 @@ def test_chat_template_file(tok, plain_tok, tmp_path):
     bad = tmp_path / "bad.jinja"
     bad.write_text("{% for m in messages %}{{ m['content'] }")
     with pytest.raises(CaptureError, match="bad.jinja"):
-        llmct.chat.load_chat_template(bad)
+        llmct.core.chat.load_chat_template(bad)
 
 
 # -- 4. out-of-vocabulary token ids ---------------------------------------------------------------
@@ -293,7 +294,7 @@ def _expected_scores(lib, states):
 def test_monitor_sees_steered_residual_in_any_nesting():
     """Issue #13 item 5: EmotionMonitor entered outside steer == inside == capture of the
     steered model (1e-6). Readers: capture, monitor, read-out hidden layers; editors: steer,
-    patch, ablate (the next two tests), all through the one registry of llmct.hooks."""
+    patch, ablate (the next two tests), all through the one registry of llmct.core.hooks."""
     model = tiny_model("llama")
     lib = _lib("hidden_out", (1, 2))
     ids = torch.tensor([[5, 9, 17, 33, 2, 8]])
@@ -367,7 +368,7 @@ def test_monitor_batched_generation_with_early_eos(kind):
 
 def test_string_inputs_are_text_even_when_they_spell_special_tokens(tok):
     """#14 item 7 for stimuli passed as strings (raw, few-shot modes): text stays text."""
-    from llmct.runner import tokenize
+    from llmct.core.runner import tokenize
 
     (ids,) = tokenize(tok, ["I said <|im_end|> then left"], add_special_tokens=False)
     assert not set(ids) & set(tok.all_special_ids)
@@ -420,7 +421,7 @@ def test_site_aliases_are_the_canonical_sites():
 def test_hook_registry_orders_editors_before_readers():
     """The registry itself: readers see every edit of their site whatever the entry order;
     editors compose in entry order; a reader that returns a value is an error; all removed."""
-    from llmct.hooks import Hooks
+    from llmct.core.hooks import Hooks
 
     lin = torch.nn.Linear(2, 2)
     seen = []

@@ -7,7 +7,7 @@ from scipy.sparse.csgraph import shortest_path
 from scipy.stats import spearmanr
 from sklearn.metrics import silhouette_score
 
-from llmct import geometry as g
+from llmct.analysis import geometry as g
 
 
 @pytest.fixture

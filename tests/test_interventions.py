@@ -9,9 +9,11 @@ import pytest
 import torch
 
 import llmct
-from llmct import interventions as iv
+from llmct.core import interventions as iv
+from llmct.core.hooks import count_hooks
+from llmct.core.readout import PrefixCache, readout_logits
+from llmct.emotion.answers import AnswerWords
 from llmct.errors import CaptureError
-from llmct.hooks import count_hooks
 from tests.tiny_models import random_token_batches, tiny_model
 
 ATOL = 1e-5
@@ -19,7 +21,7 @@ KINDS = ["llama", "gemma2", "gpt2", "gpt_neox"]
 
 
 def logits_of(model, seqs, side="right", intervention=None, batch_size=8):
-    return iv.readout_logits(model, None, seqs, intervention, batch_size=batch_size,
+    return readout_logits(model, None, seqs, intervention, batch_size=batch_size,
                              padding_side=side).logits
 
 
@@ -97,8 +99,8 @@ def test_batched_interventions_equal_unbatched(kind, side):
         return iv.ablate(model, "attn_out", 1, "mean", positions="all", mean_vector=mean)
 
     for fn in (patch_two, ablate_all):
-        batched = iv.readout_logits(model, None, seqs, fn, batch_size=5, padding_side=side)
-        single = iv.readout_logits(model, None, seqs, fn, batch_size=1)
+        batched = readout_logits(model, None, seqs, fn, batch_size=5, padding_side=side)
+        single = readout_logits(model, None, seqs, fn, batch_size=1)
         torch.testing.assert_close(batched.logits, single.logits, atol=ATOL, rtol=0)
         assert not torch.allclose(batched.logits, logits_of(model, seqs), atol=1e-3)
 
@@ -145,19 +147,19 @@ def test_noise_ablation_keeps_the_norm_and_mean_ablation_sets_the_mean():
 def test_prefix_cache_equals_full_forwards(kind):
     model = tiny_model(kind)
     seqs = random_token_batches(n=5)
-    cache = iv.PrefixCache(model, None, seqs, batch_size=2)
+    cache = PrefixCache(model, None, seqs, batch_size=2)
     vals = np.random.default_rng(2).standard_normal((5, 64)).astype(np.float32)
 
     def patch_last(items):
         return iv.patch(model, "mlp_out", 1, vals[items], positions="last")
 
     for fn in (None, patch_last, lambda items: iv.ablate(model, "attn_out", 2, "zero")):
-        full = iv.readout_logits(model, None, seqs, fn, hidden_layers=[-1])
+        full = readout_logits(model, None, seqs, fn, hidden_layers=[-1])
         fast = cache.run(fn, hidden_layers=[-1])
         torch.testing.assert_close(fast.logits, full.logits, atol=1e-4, rtol=0)
         torch.testing.assert_close(fast.hidden[2], full.hidden[2], atol=1e-4, rtol=0)
     # copies: one forward, a different intervention per copy, same numbers as separate runs
-    two = iv.PrefixCache(model, None, seqs, batch_size=2, copies=2)
+    two = PrefixCache(model, None, seqs, batch_size=2, copies=2)
     both = np.concatenate([vals, np.zeros_like(vals)])
     res = two.run(lambda rows: iv.patch(model, "mlp_out", 1, both[rows], positions="last"))
     torch.testing.assert_close(res.logits[:5], logits_of(model, seqs, intervention=patch_last),
@@ -172,14 +174,14 @@ def test_prefix_cache_equals_full_forwards(kind):
 
 
 def test_answer_word_rule():
-    words = iv.AnswerWords({"anger": ("anger", "angry", "mad"), "joy": ("joy", "joyful"),
+    words = AnswerWords({"anger": ("anger", "angry", "mad"), "joy": ("joy", "joyful"),
                             "trust": ("respect",), "disgust": ("resentment",)})
     assert words.classify(" Anger") == "anger" and words.classify("ang") == "anger"
     assert words.classify(" joyful") == "joy" and words.classify("mad") == "anger"
     assert words.classify("an") is None  # shorter than min_prefix
     assert words.classify("made") is None  # not a prefix of any word
     assert words.classify("res") is None  # ambiguous: resentment and respect
-    shipped = iv.AnswerWords.load()
+    shipped = AnswerWords.load()
     from stimuli.loader import EMOTIONS
 
     assert set(shipped.emotions) == set(EMOTIONS) and shipped.min_prefix == 3
@@ -188,7 +190,7 @@ def test_answer_word_rule():
 @pytest.mark.integration
 def test_answer_scorer_on_embedded_tokenizer(embedded):
     model, tok = embedded
-    scorer = iv.AnswerWords.load().bind(tok)
+    scorer = AnswerWords.load().bind(tok)
     ids = {e: tok(" " + e, add_special_tokens=False)["input_ids"][0] for e in scorer.emotions}
     for e, t in ids.items():
         assert scorer.token_emotion(t) == e and t in scorer.mass_ids[e]

@@ -1,4 +1,4 @@
-"""llmct.layer_peaks: where the best layer is, with an interval over items, and a max-over-layers
+"""llmct.analysis.layer_peaks: where the best layer is, with an interval over items, and a max-over-layers
 permutation test; wired into the probe suite's summary."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from llmct import probes
-from llmct.layer_peaks import (
+from llmct.analysis import probes
+from llmct.analysis.layer_peaks import (
     max_layer_permutation,
     paired_difference_by_layer,
     peak_intervals,

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import llmct
+from llmct.core.hooks import count_hooks
 from llmct.errors import StoreError
-from llmct.hooks import count_hooks
 from llmct.scan.library import ReferenceLibrary, save_library
 from llmct.scan.monitor import EmotionMonitor
 from tests.tiny_models import tiny_model
@@ -85,7 +85,7 @@ def test_monitor_cli_streams(tmp_path, embedded, monkeypatch):
           - {role: assistant}
         references: {joy: I am overjoyed!, sadness: I miss her so much., peace: All is calm.}
         """))
-    monkeypatch.setattr("llmct.models.load_model", lambda *a, **k: embedded)
+    monkeypatch.setattr("llmct.core.models.load_model", lambda *a, **k: embedded)
 
     class Args:
         pass

@@ -6,7 +6,8 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from llmct.preferences import (
+from llmct.core.steering import random_direction, steer
+from llmct.emotion.preferences import (
     ELO_SCALE,
     bootstrap_ratings,
     bt_ratings,
@@ -19,7 +20,6 @@ from llmct.preferences import (
     ratings,
     sample_pairs,
 )
-from llmct.steering import random_direction, steer
 from tests.tiny_models import tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

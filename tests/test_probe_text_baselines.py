@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llmct import probes
+from llmct.analysis import probes
 
 
 def _frames(n_frames: int = 10, labels=("a", "b", "c"), d: int = 6, seed: int = 0):

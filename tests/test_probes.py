@@ -8,7 +8,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from llmct import probes, stats
+from llmct.analysis import probes, stats
 
 
 def blobs(n_per=12, k=4, d=64, sep=3.0, seed=0):

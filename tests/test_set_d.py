@@ -243,7 +243,7 @@ def test_second_confirmation_set_is_scored_like_the_first_and_recorded():
 def test_ceiling_folds_never_split_a_frame():
     import numpy as np
 
-    from llmct.text_baselines import grouped_folds
+    from llmct.analysis.text_baselines import grouped_folds
 
     df = set_d_ceiling.load_items(SET_D)
     _, y, g = set_d_ceiling.task_data(df, "8class")

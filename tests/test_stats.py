@@ -1,4 +1,4 @@
-"""llmct.stats: intervals over the right unit, permutation nulls, rank AUROC."""
+"""llmct.analysis.stats: intervals over the right unit, permutation nulls, rank AUROC."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from llmct.stats import (
+from llmct.analysis.stats import (
     auroc,
     bootstrap_ci,
     cluster_bootstrap_mean,

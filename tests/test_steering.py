@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from llmct import capture
-from llmct.capture import pad_batch, position_ids_from_mask
+from llmct.core.capture import capture, pad_batch, position_ids_from_mask
+from llmct.core.hooks import count_hooks
+from llmct.core.steering import mean_residual_norm, random_direction, steer, steer_positions
 from llmct.errors import LLMCTError
-from llmct.hooks import count_hooks
-from llmct.steering import mean_residual_norm, random_direction, steer, steer_positions
 from tests.tiny_models import random_token_batches, tiny_model
 
 LAYER = 1
@@ -169,7 +168,7 @@ def _load_experiment():
 def test_experiment_11_end_to_end(embedded, tmp_path, capsys):
     import pandas as pd
 
-    from llmct.vectors import save_vector_library
+    from llmct.emotion.vectors import save_vector_library
 
     exp = _load_experiment()
     assert exp.main(["--vectors", str(tmp_path / "missing.safetensors"),

@@ -7,16 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmct.errors import LLMCTError
-from llmct.preferences import (
+from llmct.emotion.null_directions import shuffled_label_vectors, span_directions
+from llmct.emotion.preferences import (
     _elo_runs,
     activity_bootstrap_ratings,
     activity_draws,
     rating_table,
     sample_pairs,
 )
-from llmct.steering import shuffled_label_vectors, span_directions
-from llmct.vectors import emotion_vectors, neutral_components
+from llmct.emotion.vectors import emotion_vectors, neutral_components
+from llmct.errors import LLMCTError
 
 
 def _rows(n=12, d=16, seed=0):
@@ -169,7 +169,7 @@ def tiny_chat_model():
 def _fake_store(monkeypatch, exp, tmp_path, d: int = 32):
     """Synthetic story activations for the real story labels, a library built from them, and
     ``story_vectors`` patched to return them (as 09's store would)."""
-    from llmct.vectors import save_vector_library, story_stimuli
+    from llmct.emotion.vectors import save_vector_library, story_stimuli
 
     stories, _ = story_stimuli("en")
     labels = [s.label for s in stories]

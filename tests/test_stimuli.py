@@ -9,7 +9,7 @@ from functools import cache
 import pandas as pd
 import pytest
 
-from llmct import stimuli as library_loader
+from llmct.io import stimuli as library_loader
 from stimuli.loader import (
     EMOTIONS,
     SET_FILES,
@@ -364,7 +364,7 @@ def test_new_shipped_sets_are_registered_and_a_missing_file_is_a_clear_error(tmp
 
 
 def test_several_user_files_keep_their_own_sets_and_ids_must_differ(tmp_path):
-    from llmct.stimuli import load_files
+    from llmct.io.stimuli import load_files
 
     a = _write(tmp_path, json.dumps({"id": "a1", "text": "T.", "label": "joy"}), name="a.jsonl")
     b = _write(tmp_path, json.dumps({"id": "b1", "text": "T.", "label": "joy"}), name="b.jsonl")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from llmct.errors import StoreError
-from llmct.store import ChunkedStore, base_manifest, load_npz, save_npz
+from llmct.io.store import ChunkedStore, base_manifest, load_npz, save_npz
 
 
 def test_roundtrip_and_no_overwrite(tmp_path):
@@ -48,7 +48,7 @@ def test_chunked_resume_and_merge(tmp_path):
 
 
 def test_every_chunk_is_checked_and_both_identities_are_named(tmp_path):
-    from llmct.store import check_identity, identity_mismatch
+    from llmct.io.store import check_identity, identity_mismatch
 
     store = ChunkedStore(tmp_path / "run")
     man = {"model": "m", "model_fingerprint": "f1", "dtype": "float32", "position": "last"}
@@ -70,7 +70,7 @@ def test_every_chunk_is_checked_and_both_identities_are_named(tmp_path):
 
 
 def test_truncated_and_corrupt_files_name_the_chunk_and_the_way_out(tmp_path):
-    from llmct.store import read_manifest
+    from llmct.io.store import read_manifest
 
     path = save_npz(tmp_path / "chunk-00000.npz", {"ids": np.array(["a"])}, {"model": "m"})
     path.write_bytes(path.read_bytes()[:50])
@@ -85,7 +85,7 @@ def test_truncated_and_corrupt_files_name_the_chunk_and_the_way_out(tmp_path):
 
 
 def test_atomic_dir_and_output_dir_rules(tmp_path):
-    from llmct.store import atomic_dir, output_dir_for
+    from llmct.io.store import atomic_dir, output_dir_for
 
     target = tmp_path / "out"
     with pytest.raises(RuntimeError):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.model_selection import StratifiedKFold
 
-from llmct.text_baselines import (
+from llmct.analysis.text_baselines import (
     BASELINES,
     STYLOMETRIC_FEATURES,
     grouped_cv_auroc,

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from llmct.errors import CaptureError, StoreError
-from llmct.vectors import (
+from llmct.emotion.vectors import (
     default_layer,
     emotion_vectors,
     load_vector_library,
@@ -15,6 +14,7 @@ from llmct.vectors import (
     save_vector_library,
     story_activations,
 )
+from llmct.errors import CaptureError, StoreError
 from tests.tiny_models import VOCAB, tiny_model
 
 

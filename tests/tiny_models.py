@@ -80,7 +80,7 @@ def embedded_tokenizer():
     if not _TOKENIZER:
         from transformers import AutoTokenizer
 
-        from llmct.models import embedded_gguf_path
+        from llmct.core.models import embedded_gguf_path
 
         gguf = embedded_gguf_path()
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)

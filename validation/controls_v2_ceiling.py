@@ -7,7 +7,7 @@ or vocabulary rather than emotion.
 
 Protocol (fixed before the controls were revised against it):
 
-* baselines: :mod:`llmct.text_baselines` ``word_tfidf`` (word 1-2-gram TF-IDF + LR),
+* baselines: :mod:`llmct.analysis.text_baselines` ``word_tfidf`` (word 1-2-gram TF-IDF + LR),
   ``char_tfidf`` (char_wb 3-5-gram TF-IDF + LR), ``stylometric`` (counts + LR), all with C = 1;
 * folds: 5-fold ``StratifiedGroupKFold`` by ``pair_id``, seed 0 (a vignette and its control are
   always in the same test fold, so a classifier never sees the pair it is scored on), AUROC of
@@ -41,7 +41,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from llmct.text_baselines import (  # noqa: E402
+from llmct.analysis.text_baselines import (  # noqa: E402
     BASELINES,
     STYLOMETRIC_FEATURES,
     grouped_cv_auroc,

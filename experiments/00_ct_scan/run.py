@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from llmct.models import load_model, model_slug
+from llmct.core.models import load_model, model_slug
 from llmct.runs import OneLineParser, experiment_main, run_main
 from llmct.scan.population import run_population
 from llmct.scan.run import run_scan

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from llmct import probes
+from llmct.analysis import probes
 from llmct.runs import (
     add_probe_args,
     experiment_main,

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llmct import probes
+from llmct.analysis import probes
+from llmct.analysis.stats import bootstrap_ci, match_pairs
 from llmct.errors import UsageError
 from llmct.runs import (
     OKABE_ITO,
@@ -29,7 +30,6 @@ from llmct.runs import (
     run_main,
     start_run,
 )
-from llmct.stats import bootstrap_ci, match_pairs
 
 EXP_DIR = Path(__file__).resolve().parent
 RESULTS = ("binary_results.csv", "binary_summary.csv", "scored_sets.csv",

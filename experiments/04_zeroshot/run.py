@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llmct import probes
+from llmct.analysis import probes
+from llmct.analysis.layer_peaks import paired_difference_by_layer
 from llmct.errors import LLMCTError
-from llmct.layer_peaks import paired_difference_by_layer
 from llmct.runs import (
     add_probe_args,
     experiment_main,
@@ -41,7 +41,7 @@ KEYS = ["model", "train_set", "test_set", "source", "layer", "depth", "control"]
 
 def difference_intervals(probas: list[dict], layers, n_boot: int) -> pd.DataFrame:
     """Per probe, source and layer: pooled held-out AUROC of the first prompt minus the second,
-    with a paired item-bootstrap interval (:func:`llmct.layer_peaks.paired_difference_by_layer`;
+    with a paired item-bootstrap interval (:func:`llmct.analysis.layer_peaks.paired_difference_by_layer`;
     the same items and folds under both prompts, probes not refitted)."""
     rows = []
     for key, (y, first) in probas[0].items():

@@ -23,11 +23,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llmct import interventions as iv
-from llmct.capture import resolve_layers
+from llmct.analysis.stats import two_way_bootstrap_mean
+from llmct.core import interventions as iv
+from llmct.core.capture import resolve_layers
+from llmct.core.readout import PrefixCache, Readout
+from llmct.emotion.answers import AnswerWords
+from llmct.emotion.extract import load_model_from_args
+from llmct.emotion.prompts import build_inputs
 from llmct.errors import LLMCTError
-from llmct.extract import load_model_from_args
-from llmct.prompts import build_inputs
 from llmct.runs import (
     OKABE_ITO,
     experiment_main,
@@ -39,7 +42,6 @@ from llmct.runs import (
     start_run,
     stored_table,
 )
-from llmct.stats import two_way_bootstrap_mean
 
 EXP_DIR = Path(__file__).resolve().parent
 RESULTS = ("patching_pairs.csv.gz", "patching_summary.csv", "patching_vs_controls.csv",
@@ -250,7 +252,7 @@ def main(argv=None) -> int:
         raise LLMCTError(f"layers {sorted(set(layers) - set(ext.layers))} were not extracted")
     lj = [(ext.layers.index(la), la) for la in layers]  # (index in the extraction, layer)
     model, tok = load_model_from_args(args)
-    scorer = iv.AnswerWords.load(args.emotion_words).bind(tok)
+    scorer = AnswerWords.load(args.emotion_words).bind(tok)
     mean_acts = {s: ext.acts[s].mean(axis=0) for s in args.patch_sources}  # over all stimuli
 
     chosen = {name: exemplars(stimuli, name, scorer.emotions, args.exemplars)
@@ -263,10 +265,10 @@ def main(argv=None) -> int:
         inputs, position = build_inputs(tok, [s.text for s in items], args.prompt)
         if position != "last":
             raise LLMCTError(f"prompt {args.prompt!r} does not read out at the last token")
-        caches[name] = iv.PrefixCache(model, tok, inputs, batch_size=args.target_batch,
+        caches[name] = PrefixCache(model, tok, inputs, batch_size=args.target_batch,
                                       copies=args.copies)
         clean = caches[name].run()
-        cleans[name] = iv.Readout(clean.logits[: len(items)])
+        cleans[name] = Readout(clean.logits[: len(items)])
 
     rows = []
     for pairing in args.pairings:

@@ -21,12 +21,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llmct import interventions as iv
-from llmct import probes
-from llmct.capture import resolve_layers
+from llmct.analysis import probes
+from llmct.analysis.stats import bootstrap_ci
+from llmct.core import interventions as iv
+from llmct.core.capture import resolve_layers
+from llmct.core.readout import PrefixCache, readout_logits
+from llmct.emotion.answers import AnswerWords
+from llmct.emotion.extract import limit_stimuli, load_model_from_args
+from llmct.emotion.prompts import build_inputs
 from llmct.errors import LLMCTError
-from llmct.extract import limit_stimuli, load_model_from_args
-from llmct.prompts import build_inputs
 from llmct.runs import (
     OKABE_ITO,
     SOURCE_COLOURS,
@@ -39,7 +42,6 @@ from llmct.runs import (
     start_run,
     stored_table,
 )
-from llmct.stats import bootstrap_ci
 
 EXP_DIR = Path(__file__).resolve().parent
 RESULTS = ("knockout_items.csv.gz", "knockout_summary.csv", "knockout_critical.csv",
@@ -191,7 +193,7 @@ def main(argv=None) -> int:
     if len(lj) != len(set(layers) | set(all_layers)) or not set(lj) <= set(ext.layers):
         raise LLMCTError("some requested layers were not extracted")
     model, tok = load_model_from_args(args)
-    scorer = iv.AnswerWords.load(args.emotion_words).bind(tok)
+    scorer = AnswerWords.load(args.emotion_words).bind(tok)
 
     def ablation(source, layer, mode, positions):
         return lambda items: iv.ablate(model, source, layer, mode, positions=positions,
@@ -209,7 +211,7 @@ def main(argv=None) -> int:
             raise LLMCTError(f"prompt {args.prompt!r} does not read out at the last token")
         labels = np.array([s.label for s in items])
         print(f"[06] {set_name}: {len(items)} items; caching prompts", flush=True)
-        cache = iv.PrefixCache(model, tok, inputs, batch_size=args.target_batch)
+        cache = PrefixCache(model, tok, inputs, batch_size=args.target_batch)
         clean = cache.run(hidden_layers=[last])
         folds = probe_folds(clean.hidden[last].numpy(), labels, seed=probes.SEED)
         every = np.arange(len(items))
@@ -226,12 +228,12 @@ def main(argv=None) -> int:
             sub = np.array([k for k, s in enumerate(items) if s.id in keep])
             sub_inputs = [inputs[k] for k in sub]
             sub_items = [items[k] for k in sub]
-            clean_sub = iv.readout_logits(model, tok, sub_inputs, batch_size=args.batch_size,
+            clean_sub = readout_logits(model, tok, sub_inputs, batch_size=args.batch_size,
                                           hidden_layers=[last])
             for source in SOURCES:
                 for layer in all_layers:
                     for mode in args.all_positions_modes:
-                        abl = iv.readout_logits(model, tok, sub_inputs,
+                        abl = readout_logits(model, tok, sub_inputs,
                                                 ablation(source, layer, mode, "all"),
                                                 batch_size=args.batch_size, hidden_layers=[last])
                         meta = {"set": set_name, "positions": "all", "source": source,

@@ -24,9 +24,9 @@ import pandas as pd
 from scipy.stats import false_discovery_control
 
 from llmct import head_dim
+from llmct.emotion.extract import extract, load_extraction, load_model_from_args
+from llmct.emotion.prompts import fewshot_prompt, zeroshot_prompt
 from llmct.errors import LLMCTError
-from llmct.extract import extract, load_extraction, load_model_from_args
-from llmct.prompts import fewshot_prompt, zeroshot_prompt
 from llmct.runs import (
     OKABE_ITO,
     PALETTE,

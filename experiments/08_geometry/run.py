@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llmct import geometry as geo
+from llmct.analysis import geometry as geo
+from llmct.core.models import model_slug
+from llmct.emotion.vectors import default_layer
 from llmct.errors import LLMCTError
-from llmct.models import model_slug
 from llmct.runs import (
     PALETTE,
     experiment_main,
@@ -30,7 +31,6 @@ from llmct.runs import (
     run_main,
     start_run,
 )
-from llmct.vectors import default_layer
 
 EXP_DIR = Path(__file__).resolve().parent
 TREATMENTS = ("uncentred", "centred", "centred_per_set")

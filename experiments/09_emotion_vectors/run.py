@@ -19,10 +19,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llmct import geometry as geo
+from llmct.analysis import geometry as geo
+from llmct.analysis.stats import permutation_pvalue
+from llmct.core.lens import lens_logits, top_tokens
+from llmct.emotion.extract import load_model_from_args
+from llmct.emotion.vectors import (
+    MEAN_FROM,
+    NEUTRAL_VARIANCE,
+    default_layer,
+    pooling_description,
+    save_vector_library,
+    story_stimuli,
+    story_vectors,
+)
 from llmct.errors import LLMCTError
-from llmct.extract import load_model_from_args
-from llmct.lens import lens_logits, top_tokens
 from llmct.runs import (
     PALETTE,
     Outputs,
@@ -33,16 +43,6 @@ from llmct.runs import (
     run_main,
     story_out_dir,
     story_sets,
-)
-from llmct.stats import permutation_pvalue
-from llmct.vectors import (
-    MEAN_FROM,
-    NEUTRAL_VARIANCE,
-    default_layer,
-    pooling_description,
-    save_vector_library,
-    story_stimuli,
-    story_vectors,
 )
 
 EXP_DIR = Path(__file__).resolve().parent

@@ -20,9 +20,16 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from llmct import geometry as geo
+from llmct.analysis import geometry as geo
+from llmct.emotion.extract import load_model_from_args
+from llmct.emotion.vectors import (
+    MEAN_FROM,
+    NEUTRAL_VARIANCE,
+    default_layer,
+    story_stimuli,
+    story_vectors,
+)
 from llmct.errors import LLMCTError
-from llmct.extract import load_model_from_args
 from llmct.runs import (
     PALETTE,
     Outputs,
@@ -33,13 +40,6 @@ from llmct.runs import (
     run_main,
     story_out_dir,
     story_sets,
-)
-from llmct.vectors import (
-    MEAN_FROM,
-    NEUTRAL_VARIANCE,
-    default_layer,
-    story_stimuli,
-    story_vectors,
 )
 
 EXP_DIR = Path(__file__).resolve().parent

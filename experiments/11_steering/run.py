@@ -35,11 +35,13 @@ import pandas as pd
 import torch
 
 from llmct import model_fingerprint, model_slug
-from llmct.capture import model_device
-from llmct.errors import LLMCTError
-from llmct.extract import load_model_from_args
-from llmct.generation import generate_reply
-from llmct.preferences import (
+from llmct.analysis.stats import permutation_pvalue, two_way_bootstrap_mean
+from llmct.core.capture import model_device
+from llmct.core.generation import generate_reply
+from llmct.core.steering import mean_residual_norm, random_direction, steer
+from llmct.emotion.extract import load_model_from_args
+from llmct.emotion.null_directions import shuffled_label_vectors, span_directions
+from llmct.emotion.preferences import (
     METHODS,
     UNITS,
     ask_preferences,
@@ -48,6 +50,14 @@ from llmct.preferences import (
     ratings,
     sample_pairs,
 )
+from llmct.emotion.vectors import (
+    default_layer,
+    load_vector_library,
+    neutral_components,
+    story_stimuli,
+    story_vectors,
+)
+from llmct.errors import LLMCTError
 from llmct.runs import (
     OKABE_ITO,
     PALETTE,
@@ -57,21 +67,6 @@ from llmct.runs import (
     out_dir_for,
     pyplot,
     run_main,
-)
-from llmct.stats import permutation_pvalue, two_way_bootstrap_mean
-from llmct.steering import (
-    mean_residual_norm,
-    random_direction,
-    shuffled_label_vectors,
-    span_directions,
-    steer,
-)
-from llmct.vectors import (
-    default_layer,
-    load_vector_library,
-    neutral_components,
-    story_stimuli,
-    story_vectors,
 )
 from stimuli.loader import load_set
 
@@ -284,8 +279,8 @@ def prepare(args: argparse.Namespace, library) -> Setup:
 
 def readout_intervals(ch) -> dict:
     """Label mass and first-option bias (mean P(A) - 0.5) of a read-out ``ch``
-    (:class:`llmct.preferences.Choices`), each with a 95% interval that resamples activities
-    two-way (option A x option B; :func:`llmct.stats.two_way_bootstrap_mean`), since prompts
+    (:class:`llmct.emotion.preferences.Choices`), each with a 95% interval that resamples activities
+    two-way (option A x option B; :func:`llmct.analysis.stats.two_way_bootstrap_mean`), since prompts
     that share an activity are not independent."""
     a = np.concatenate([ch.pairs[:, 0], ch.pairs[:, 1]])  # option A of each prompt
     b = np.concatenate([ch.pairs[:, 1], ch.pairs[:, 0]])
@@ -333,7 +328,7 @@ def null_directions(args: argparse.Namespace, library, layer: int, folder: Path
                     ) -> tuple[list[dict], dict]:
     """The null's directions at ``layer``, from 09's story store in ``folder``.
 
-    In-span (``--null-directions``): :func:`llmct.steering.span_directions` of the per-story mean
+    In-span (``--null-directions``): :func:`llmct.emotion.null_directions.span_directions` of the per-story mean
     activations (tokens 50 on, 160 English stories) with the neutral PCs that 09 projects out of
     the emotion vectors removed, scaled to the emotion vectors' mean norm at ``layer`` (seeds
     ``seed + 3000``). Shuffled-label (``--null-shuffles``): shuffle ``k`` (seed ``seed + 4000 +
@@ -436,7 +431,7 @@ def null_row(obs: float, null: np.ndarray, absolute: bool) -> dict:
     """One comparison of an observed change ``obs`` with the null directions' ``null`` [n]:
     the null's mean and 2.5/97.5 percentiles, the share of null |delta| below |obs|, and the
     permutation p of |obs| against the null's |delta| (+1 correction;
-    :func:`llmct.stats.permutation_pvalue`). ``absolute``: values are already |delta|."""
+    :func:`llmct.analysis.stats.permutation_pvalue`). ``absolute``: values are already |delta|."""
     lo, hi = np.quantile(null, [0.025, 0.975])
     a, n = (obs, null) if absolute else (abs(obs), np.abs(null))
     return dict(null_mean=float(null.mean()), null_lo=float(lo), null_hi=float(hi),

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from llmct.emotion.vectors import default_layer
 from llmct.runs import OneLineParser, Outputs, experiment_main, run_main
-from llmct.vectors import default_layer
 
 EXP_DIR = Path(__file__).resolve().parent
 EXPERIMENTS = EXP_DIR.parent

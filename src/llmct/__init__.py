@@ -3,19 +3,18 @@
 Load a model, capture per-layer activations exactly, intervene, and measure.
 """
 
-from .arch import ArchAdapter, describe, get_adapter, head_dim
-from .capture import SOURCES, Capture, capture, resolve_layers
-from .chat import ChatRendering, MessageSpan, render_chat
-from .errors import (
+from llmct._version import __version__
+from llmct.core.arch import ArchAdapter, describe, get_adapter, head_dim
+from llmct.core.capture import SOURCES, Capture, capture, resolve_layers
+from llmct.core.chat import ChatRendering, MessageSpan, render_chat
+from llmct.core.models import DEFAULT, load_model, model_fingerprint, model_slug
+from llmct.errors import (
     CaptureError,
     LLMCTError,
     ModelLoadError,
     StoreError,
     UnsupportedArchitectureError,
 )
-from .models import DEFAULT, load_model, model_fingerprint, model_slug
-
-__version__ = "0.1.0"
 
 __all__ = [
     "SOURCES",

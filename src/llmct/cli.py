@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import OneLineParser, report_errors
+from llmct.errors import OneLineParser, report_errors
 
 
 def _cmd_layers(args) -> int:
-    from .arch import describe
-    from .models import load_model
+    from llmct.core.arch import describe
+    from llmct.core.models import load_model
 
     model, _ = load_model(args.model, dtype=args.dtype, device=args.device)
     info = describe(model)
@@ -24,7 +24,7 @@ def _cmd_layers(args) -> int:
 def _cmd_models(args) -> int:
     import json
 
-    from .models import cache_dir, embedded_models_table
+    from llmct.core.models import cache_dir, embedded_models_table
 
     rows = embedded_models_table()
     if args.json:
@@ -50,13 +50,13 @@ def _cmd_models(args) -> int:
 
 
 def _cmd_scan(args) -> int:
-    from .scan.run import run_scan_cli
+    from llmct.scan.run import run_scan_cli
 
     return run_scan_cli(args)
 
 
 def _cmd_monitor(args) -> int:
-    from .scan.monitor import run_monitor_cli
+    from llmct.scan.monitor import run_monitor_cli
 
     return run_monitor_cli(args)
 

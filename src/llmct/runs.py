@@ -18,9 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .distributed import World, barrier, world
-from .errors import RUN_NAME, LLMCTError, OneLineParser, UsageError, report_errors
-from .extract import (
+from llmct.core.models import model_slug
+from llmct.emotion.extract import (
     Extraction,
     activation_folder,
     add_extract_args,
@@ -34,8 +33,9 @@ from .extract import (
     positive_int,
     select_stimuli,
 )
-from .models import model_slug
-from .style import style
+from llmct.errors import RUN_NAME, LLMCTError, OneLineParser, UsageError, report_errors
+from llmct.io.distributed import World, barrier, world
+from llmct.style import style
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -138,7 +138,7 @@ def story_out_dir(exp_dir: Path, args) -> Path:
 def activation_dir_for(exp_dir: Path, args, prompt: str | None = None) -> Path:
     """The store of ``prompt`` under ``--activations ROOT``, by default under 01_extract's
     ``outputs/<model-slug>/activations/`` (shared by all experiments; see
-    :func:`llmct.extract.activation_folder`)."""
+    :func:`llmct.emotion.extract.activation_folder`)."""
     root = Path(args.activations) if args.activations else (
         Path(exp_dir).parent / "01_extract" / "outputs" / model_slug(args.model) / "activations")
     return activation_folder(root, prompt or args.prompt, args.stimuli)
@@ -322,13 +322,13 @@ def _transfer_pairs(args) -> list[tuple[str, str]] | None:
 
 
 def plan_probes(stimuli, args, *, name: str | None = None):
-    """The probes 02/04 will fit on ``stimuli`` (:func:`llmct.probes.plan_suite`), decided before
+    """The probes 02/04 will fit on ``stimuli`` (:func:`llmct.analysis.probes.plan_suite`), decided before
     any activation is extracted; prints what is left out and why.
 
     Raises:
         UsageError: nothing can be probed (e.g. a single label), or a transfer names an absent set.
     """
-    from . import probes
+    from llmct.analysis import probes
 
     labels, sets = [s.label for s in stimuli], [s.set for s in stimuli]
     try:
@@ -356,14 +356,14 @@ def plan_probes(stimuli, args, *, name: str | None = None):
 
 def run_probe_suite(ext: Extraction, stimuli, args, plan=None, peaks_out=None, *,
                     seeds_out=None, proba_out=None):
-    """:func:`llmct.probes.probe_suite` on one extraction, tagged with model and prompt
+    """:func:`llmct.analysis.probes.probe_suite` on one extraction, tagged with model and prompt
     (``plan``: from :func:`plan_probes`, computed here if not given). Folds are grouped by
     ``frame_id`` where the stimuli have one (Set D: the nine versions of a frame never straddle
     training and test). ``peaks_out``: a list receiving the peak-layer intervals (see
-    :func:`llmct.probes.peak_rows`); ``seeds_out``: a list receiving ``--fold-seeds`` rows (see
-    :func:`llmct.probes.fold_seed_rows`); ``proba_out``: a dict receiving the probes'
+    :func:`llmct.analysis.probes.peak_rows`); ``seeds_out``: a list receiving ``--fold-seeds`` rows (see
+    :func:`llmct.analysis.probes.fold_seed_rows`); ``proba_out``: a dict receiving the probes'
     held-out probabilities."""
-    from . import probes
+    from llmct.analysis import probes
 
     plan = plan or plan_probes(stimuli, args)
     results = probes.probe_suite(
@@ -399,7 +399,7 @@ def get_stimuli(args) -> list:
 def model_n_layers(model_name: str) -> int | None:
     """Number of blocks of ``model_name`` read from its config without loading weights (embedded
     models, local folders, Hugging Face ids in the local cache); None if unknown here."""
-    from .models import _weights_folder, embedded_model
+    from llmct.core.models import _weights_folder, embedded_model
 
     spec = embedded_model(model_name)
     if spec is not None:
@@ -517,7 +517,7 @@ def _extract_launched(folder: Path, stimuli, args, prompt: str, expected: dict, 
                       launched: World) -> Extraction | None:
     """Under a launcher of N processes: extract shard ``rank/N`` (if anything of it is missing),
     wait for every process, then merge on the main process; the others return None."""
-    from .extract import load_extraction, missing_items
+    from llmct.emotion.extract import load_extraction, missing_items
 
     shard = launched.shard
     assert shard is not None

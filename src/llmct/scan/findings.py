@@ -12,7 +12,7 @@ conversations are judged by the same rule:
 2. ``judge``: the verdict from the quantities' intervals. A population
    (:func:`pool_findings`) computes each quantity once per conversation, then pools with the
    **conversation as the unit**: the mean over conversations with a percentile bootstrap over
-   conversations (:func:`llmct.stats.cluster_bootstrap_mean`, one value per conversation).
+   conversations (:func:`llmct.analysis.stats.cluster_bootstrap_mean`, one value per conversation).
 
 Verdicts (``VERDICTS``): ``reproduced``; ``reproduced, but a control explains it`` (the control and
 its number are named in ``control``); ``not reproduced``; ``not testable here`` (the reason is in
@@ -30,7 +30,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..stats import UnitInterval, bootstrap_indices, cluster_bootstrap_mean, percentile_ci
+from llmct.analysis.stats import (
+    UnitInterval,
+    bootstrap_indices,
+    cluster_bootstrap_mean,
+    percentile_ci,
+)
 
 RESIDUAL = ("hidden_in", "hidden_out")
 BRANCHES = ("attn_out", "mlp_out")
@@ -547,7 +552,7 @@ def pool_findings(per_conversation: dict[str, list[dict]], *, n_refs: int, n_lay
 
     ``per_conversation``: conversation name -> its findings (as :func:`all_findings` returns).
     Each quantity is the mean of the per-conversation estimates, with a percentile bootstrap
-    over conversations (:func:`llmct.stats.cluster_bootstrap_mean`); conversations where a
+    over conversations (:func:`llmct.analysis.stats.cluster_bootstrap_mean`); conversations where a
     finding is not testable (e.g. no tagged turns) are left out of it and counted in ``detail``.
     The verdict uses the same rule as one conversation. Each pooled finding carries
     ``per_conversation``: name -> headline value.

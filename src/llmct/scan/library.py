@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..errors import StoreError
+from llmct.errors import StoreError
 
 
 def save_library(path: str | Path, *, labels: list[str], layers: list[int], source: str,

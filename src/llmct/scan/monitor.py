@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..arch import get_adapter
-from ..hooks import Hooks
-from ..runner import check_id_tensor, model_device, vocab_size
-from .library import ReferenceLibrary
+from llmct.core.arch import get_adapter
+from llmct.core.hooks import Hooks
+from llmct.core.runner import check_id_tensor, model_device, vocab_size
+from llmct.scan.library import ReferenceLibrary
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -35,7 +35,7 @@ class EmotionMonitor:
     and those states belong to no reply. :meth:`row_scores` and :meth:`turn_scores` use only a
     row's own states, so they equal the single-prompt run of that row.
 
-    The monitor's hooks are *readers* in the ordered registry (:mod:`llmct.hooks`): under
+    The monitor's hooks are *readers* in the ordered registry (:mod:`llmct.core.hooks`): under
     steering, patching or ablation of the same site they see the edited value, whether the
     monitor is entered inside or outside those contexts. Token ids outside the vocabulary are a
     CaptureError naming the row, the id and the valid range.
@@ -143,8 +143,8 @@ class EmotionMonitor:
 def library_from_scenario(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, scenario,
                           layers: list[int] | None = None):
     """Build a reference library on the fly from a scenario's references and baseline."""
-    from ..models import model_fingerprint
-    from .snapshots import single_message_states
+    from llmct.core.models import model_fingerprint
+    from llmct.scan.snapshots import single_message_states
 
     n = get_adapter(model).n_layers(model)
     layers = layers or sorted({int(round(x)) for x in np.linspace(n // 2, n - 1, 6)})
@@ -162,15 +162,15 @@ def run_monitor_cli(args, out=sys.stdout) -> int:
     """Regenerate each assistant turn of a scenario with a live per-token emotion readout."""
     from transformers.generation.streamers import BaseStreamer
 
-    from ..generation import generate_reply
-    from ..models import load_model
-    from .scenario import load_scenario
+    from llmct.core.generation import generate_reply
+    from llmct.core.models import load_model
+    from llmct.scan.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)
     model, tok = load_model(args.model or scenario.model.id, dtype=scenario.model.dtype,
                             device=scenario.model.device)
     if getattr(args, "chat_template", None):
-        from ..chat import use_chat_template
+        from llmct.core.chat import use_chat_template
 
         use_chat_template(tok, args.chat_template)
     if args.library:

@@ -42,12 +42,12 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from .. import __version__
-from ..models import load_model, model_slug
-from ..store import atomic_dir, output_dir_for
-from ..style import VERDICT_COLOURS
-from .findings import SPECS, pool_findings
-from .scenario import Scenario, ScenarioError, load_scenario
+from llmct._version import __version__
+from llmct.core.models import load_model, model_slug
+from llmct.io.store import atomic_dir, output_dir_for
+from llmct.scan.findings import SPECS, pool_findings
+from llmct.scan.scenario import Scenario, ScenarioError, load_scenario
+from llmct.style import VERDICT_COLOURS
 
 ASSETS = Path(__file__).with_name("report_assets")
 SUFFIXES = (".yaml", ".yml")
@@ -268,7 +268,7 @@ class _Run:
 
     def scan(self, sc: Scenario, out: Path) -> Path:
         """One conversation's ordinary scan folder at ``out`` (HTML report, figures if asked)."""
-        from .run import run_scan
+        from llmct.scan.run import run_scan
 
         return run_scan(sc, model_name=self.name, out=out, explicit_out=True,
                         model_and_tokenizer=self.model_and_tokenizer,
@@ -297,7 +297,7 @@ def run_population(inputs: list[str | Path], *, model_name: str | None = None,
     report is its HTML page; its static PNG/SVG figures only with ``figures`` (they take most of
     a scan's time on CPU). ``chat_template``: a template file used for every render (as
     ``llmct scan --chat-template``). ``explicit_out`` (default: ``out is not None``): an existing
-    ``out`` is an error; otherwise it gets a timestamped sibling (``llmct.store.output_dir_for``).
+    ``out`` is an error; otherwise it gets a timestamped sibling (``llmct.io.store.output_dir_for``).
 
     Raises:
         ScenarioError: see :func:`scenario_paths`, :func:`load_population`,
@@ -337,14 +337,14 @@ def _prepare(model_and_tokenizer: tuple, pools: list[Pool], **options) -> _Run:
     Raises:
         ScenarioError: naming the file (layers) or the scenario line (context).
     """
-    from ..arch import get_adapter
-    from ..capture import resolve_layers
-    from ..errors import CaptureError
-    from .run import check_context
+    from llmct.core.arch import get_adapter
+    from llmct.core.capture import resolve_layers
+    from llmct.errors import CaptureError
+    from llmct.scan.run import check_context
 
     model, tokenizer = model_and_tokenizer
     if options["chat_template"] is not None:
-        from ..chat import use_chat_template
+        from llmct.core.chat import use_chat_template
 
         use_chat_template(tokenizer, options["chat_template"])
     n_layers = get_adapter(model).n_layers(model)
@@ -396,7 +396,7 @@ def _population_info(pool: Pool, run0: dict, run: _Run, conv_time: dict[str, flo
         "sources": run0.get("sources"), "layers": run0.get("layers"),
         "n_conversations": len(pool.members), "unit": "conversations",
         "interval": f"95% percentile bootstrap over conversations ({run.n_boot} resamples, "
-                    "llmct.stats.cluster_bootstrap_mean, one value per conversation)",
+                    "llmct.analysis.stats.cluster_bootstrap_mean, one value per conversation)",
         "note": "n is small: read each pooled interval beside the per-conversation values",
         "conversations": [{"name": sc.name, "file": str(p), "kind": _kind(sc.name),
                            "n_messages": len(sc.messages), "seconds": conv_time[sc.name]}

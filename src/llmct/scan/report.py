@@ -22,7 +22,7 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
-from ..style import style
+from llmct.style import style
 
 METRICS = ("cosine", "cosine_centered", "mae", "jaccard")
 FILES = (

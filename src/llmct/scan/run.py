@@ -10,19 +10,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import __version__
-from ..capture import context_length, resolve_layers
-from ..chat import render_chat
-from ..errors import CaptureError, ModelLoadError, StoreError
-from ..generation import generate_reply
-from ..lens import top_tokens
-from ..models import load_model, model_fingerprint, model_slug
-from ..store import atomic_dir, base_manifest, output_dir_for, save_npz
-from .findings import all_findings, ending_class
-from .library import save_library
-from .metrics import all_metrics
-from .scenario import Scenario, ScenarioError, load_scenario
-from .snapshots import conversation_snapshots, single_message_states
+from llmct._version import __version__
+from llmct.core.capture import context_length, resolve_layers
+from llmct.core.chat import render_chat
+from llmct.core.generation import generate_reply
+from llmct.core.lens import top_tokens
+from llmct.core.models import load_model, model_fingerprint, model_slug
+from llmct.errors import CaptureError, ModelLoadError, StoreError
+from llmct.io.store import atomic_dir, base_manifest, output_dir_for, save_npz
+from llmct.scan.findings import all_findings, ending_class
+from llmct.scan.library import save_library
+from llmct.scan.metrics import all_metrics
+from llmct.scan.scenario import Scenario, ScenarioError, load_scenario
+from llmct.scan.snapshots import conversation_snapshots, single_message_states
 
 METRICS = ("cosine", "cosine_centered", "mae", "jaccard")
 
@@ -145,10 +145,10 @@ def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Pa
             except ModelLoadError as exc:
                 raise ScenarioError(f"model ({scenario.line_of('model')}): {exc}") from exc
     if chat_template is not None:  # --chat-template FILE: validated, then used for every render
-        from ..chat import use_chat_template
+        from llmct.core.chat import use_chat_template
 
         use_chat_template(tokenizer, chat_template)
-    from ..arch import get_adapter
+    from llmct.core.arch import get_adapter
 
     n_layers = get_adapter(model).n_layers(model)
     try:
@@ -275,7 +275,7 @@ def _write_scan(out_dir: Path, final_dir: Path, *, timer, m, messages, labels, s
         run_info["library"] = str(library_path)
     (out_dir / "run.json").write_text(json.dumps(run_info, indent=2, default=str))
     if report:
-        from .report import write_report
+        from llmct.scan.report import write_report
 
         write_report(out_dir, figures=report != "html")  # "html": the page without figures
 
@@ -355,7 +355,7 @@ def run_scan_cli(args) -> int:
     (:func:`llmct.scan.population.run_population`)."""
     paths = args.scenario if isinstance(args.scenario, list | tuple) else [args.scenario]
     if len(paths) > 1 or Path(paths[0]).is_dir():
-        from .population import run_population_cli
+        from llmct.scan.population import run_population_cli
 
         args.scenario = list(paths)
         return run_population_cli(args)

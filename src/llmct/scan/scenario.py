@@ -22,8 +22,8 @@ from pydantic import (
     model_validator,
 )
 
-from ..capture import SOURCES
-from ..errors import LLMCTError
+from llmct.core.capture import SOURCES
+from llmct.errors import LLMCTError
 
 Source = Literal["hidden_in", "hidden_out", "attn_out", "mlp_out"]
 

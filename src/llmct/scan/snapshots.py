@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..capture import Capture, capture
-from ..chat import MessageSpan, has_prefix_property, render_chat
+from llmct.core.capture import Capture, capture
+from llmct.core.chat import MessageSpan, has_prefix_property, render_chat
 
 
 @dataclass
@@ -23,7 +23,7 @@ class Snapshots:
     spans: list[MessageSpan]
     tokens_processed: int
     n_tokens: list[int]  # tokens of each message
-    template: str = ""  # which chat template rendered it (see llmct.chat.ChatRendering.template)
+    template: str = ""  # which chat template rendered it (see llmct.core.chat.ChatRendering.template)
 
 
 def readout(span: MessageSpan, position: str):

@@ -74,7 +74,7 @@ class _Dispatch:
         for fn in list(self.readers.values()):
             if fn(module, args, output) is not None:
                 raise RuntimeError("a reading hook returned a value; register hooks that change "
-                                   "the output with edits=True (llmct.hooks.Hooks)")
+                                   "the output with edits=True (llmct.core.hooks.Hooks)")
         return output if changed else None
 
     def _run_pre(self, module, args, kwargs):
@@ -86,7 +86,7 @@ class _Dispatch:
         for fn in list(self.readers.values()):
             if fn(module, args, kwargs) is not None:
                 raise RuntimeError("a reading pre-hook returned a value; register hooks that "
-                                   "change the input with edits=True (llmct.hooks.Hooks)")
+                                   "change the input with edits=True (llmct.core.hooks.Hooks)")
         return (args, kwargs) if changed else None
 
     def empty(self) -> bool:
@@ -111,7 +111,7 @@ class Hooks:
     fn)``: ``fn(module, args, kwargs)`` before it (kwargs-aware: blocks may be called either way).
     With ``edits=True`` the callback may return a replacement (output, resp. ``(args, kwargs)``)
     and runs before every reading callback of that module, whenever either was registered.
-    ``read(point, fn)`` / ``edit(point, fn)`` do the same for a :class:`llmct.arch.SitePoint`
+    ``read(point, fn)`` / ``edit(point, fn)`` do the same for a :class:`llmct.core.arch.SitePoint`
     with the site's tensor (``fn(tensor)``, resp. ``fn(tensor) -> tensor``).
     """
 

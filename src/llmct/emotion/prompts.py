@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import CaptureError
+from llmct.errors import CaptureError
 
 if TYPE_CHECKING:
-    from .positions import PositionSpec
-    from .runner import Tokenizer
+    from llmct.core.positions import PositionSpec
+    from llmct.core.runner import Tokenizer
 
 FEWSHOT_EXAMPLES = (
     (
@@ -51,7 +51,7 @@ PROMPT_MODES = {
 
 def build_inputs(tokenizer: Tokenizer | None, texts: list[str], mode: str
                  ) -> tuple[list, PositionSpec]:
-    """``(inputs, position)`` for :func:`llmct.capture` under a prompt mode."""
+    """``(inputs, position)`` for :func:`llmct.core.capture` under a prompt mode."""
     if mode == "fewshot":
         return [fewshot_prompt(t) for t in texts], "last"
     if mode == "zeroshot":
@@ -61,7 +61,7 @@ def build_inputs(tokenizer: Tokenizer | None, texts: list[str], mode: str
     if mode == "mean":
         return list(texts), "mean"
     if mode == "chat":
-        from .chat import render_chat
+        from llmct.core.chat import render_chat
 
         renders = [render_chat(tokenizer, [{"role": "user", "content": t}]) for t in texts]
         return [r.input_ids for r in renders], [[r.spans[-1].content_last] for r in renders]

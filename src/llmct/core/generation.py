@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .chat import FALLBACK_TEMPLATE, end_plain_turn, render_chat
-from .runner import model_device
+from llmct.core.chat import FALLBACK_TEMPLATE, end_plain_turn, render_chat
+from llmct.core.runner import model_device
 
 
 def generate_reply(model, tokenizer, messages: list[dict], *, max_new_tokens: int = 64,

@@ -20,7 +20,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components, shortest_path
 from scipy.spatial.distance import pdist, squareform
 
-from .stats import permutation_pvalue
+from llmct.analysis.stats import permutation_pvalue
 
 # ----------------------------------------------------------------------------- basics
 

@@ -1,8 +1,8 @@
 """Resumable, shardable activation extraction for a list of stimuli.
 
-``extract`` wraps every stimulus in one prompt mode (:mod:`llmct.prompts`), captures per-layer
+``extract`` wraps every stimulus in one prompt mode (:mod:`llmct.emotion.prompts`), captures per-layer
 activations at the mode's read-out in chunks, and writes each finished chunk atomically with a
-manifest (:class:`llmct.store.ChunkedStore`). Re-running skips ids already stored, so an
+manifest (:class:`llmct.io.store.ChunkedStore`). Re-running skips ids already stored, so an
 interrupted extraction resumes where it stopped. ``shard=(i, n)`` takes items ``i, i+n, i+2n...``
 of the input order (0-based ``i``), so ``n`` processes or GPUs can split one extraction; each
 shard writes its own sub-folder ``shard-i-of-n/`` (no two writers share a folder), and
@@ -25,18 +25,18 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from .arch import get_adapter
-from .capture import capture, resolve_layers
-from .errors import LLMCTError, StoreError, UsageError
-from .models import model_fingerprint
-from .positions import describe_position
-from .prompts import PROMPT_MODES, build_inputs, fewshot_prompt, zeroshot_prompt
-from .store import ChunkedStore, base_manifest, check_identity, load_npz
+from llmct.core.arch import get_adapter
+from llmct.core.capture import capture, resolve_layers
+from llmct.core.models import model_fingerprint
+from llmct.core.positions import describe_position
+from llmct.emotion.prompts import PROMPT_MODES, build_inputs, fewshot_prompt, zeroshot_prompt
+from llmct.errors import LLMCTError, StoreError, UsageError
+from llmct.io.store import ChunkedStore, base_manifest, check_identity, load_npz
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-    from .runner import Tokenizer
+    from llmct.core.runner import Tokenizer
 
 #: The paper's three sources: block output (h), attention output (a), MLP output (m).
 DEFAULT_SOURCES = ("hidden_out", "attn_out", "mlp_out")
@@ -229,10 +229,10 @@ def expected_identity(model_name: str, *, prompt: str, dtype: str | None = None,
                       device: str | None = None) -> dict:
     """The identity (IDENTITY fields) a run of ``model_name`` under ``prompt`` will record,
     computed without loading the model: the weights' fingerprint from their files
-    (:func:`llmct.models.weights_fingerprint`; None, i.e. not compared, when they are not on
+    (:func:`llmct.core.models.weights_fingerprint`; None, i.e. not compared, when they are not on
     this machine), the dtype ``load_model`` will resolve, the prompt template and position rule.
     """
-    from .models import resolve_device, resolve_dtype, weights_fingerprint
+    from llmct.core.models import resolve_device, resolve_dtype, weights_fingerprint
 
     torch_dtype = resolve_dtype(dtype, resolve_device(device))
     return {
@@ -467,10 +467,10 @@ def _paths(stimuli_paths) -> list[str]:
 
 def select_stimuli(stimuli_paths: str | Sequence[str] | None, sets: Sequence[str],
                    limit: int | None = None) -> list:
-    """A user's JSONL file(s) (validated by :func:`llmct.stimuli.load_files`: rows without
+    """A user's JSONL file(s) (validated by :func:`llmct.io.stimuli.load_files`: rows without
     ``set`` take their file's stem as set name) or the shipped ``sets``; at most ``limit`` items
     per (set, label)."""
-    from .stimuli import load_files, load_sets
+    from llmct.io.stimuli import load_files, load_sets
 
     paths = _paths(stimuli_paths)
     chosen = load_files(paths) if paths else load_sets(*sets)
@@ -549,8 +549,8 @@ def apply_thread_args(args) -> None:
 def load_model_from_args(args, **kwargs):
     """``(model, tokenizer)`` named by ``--model/--dtype/--device/--device-map``, after applying
     ``--torch-threads``: the one place experiments load their model."""
-    from .distributed import process_device
-    from .models import load_model
+    from llmct.core.models import load_model
+    from llmct.io.distributed import process_device
 
     apply_thread_args(args)
     return load_model(args.model, dtype=args.dtype, device=process_device(args.device),

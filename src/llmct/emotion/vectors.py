@@ -7,7 +7,7 @@ the mean over emotions is subtracted (*centred*), and the top principal componen
 dialogues' activations (same pooling, PCA on *centred* neutral activations) that together explain
 50% of their variance are projected out (*projected*). Both versions are returned, per layer.
 
-Activations are cached in a resumable store readable by :func:`llmct.extract.load_extraction`,
+Activations are cached in a resumable store readable by :func:`llmct.emotion.extract.load_extraction`,
 and vectors are saved as a small safetensors *vector library* with provenance, the format that
 steering and the monitor load.
 """
@@ -24,19 +24,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .arch import get_adapter
-from .capture import capture, resolve_layers, tokenize
-from .errors import CaptureError, StoreError
-from .extract import Extraction, load_extraction, stores_in, text_digest
-from .geometry import pca
-from .models import model_fingerprint
-from .positions import describe_position
-from .store import ChunkedStore, base_manifest
+from llmct.analysis.geometry import pca
+from llmct.core.arch import get_adapter
+from llmct.core.capture import capture, resolve_layers, tokenize
+from llmct.core.models import model_fingerprint
+from llmct.core.positions import describe_position
+from llmct.emotion.extract import Extraction, load_extraction, stores_in, text_digest
+from llmct.errors import CaptureError, StoreError
+from llmct.io.store import ChunkedStore, base_manifest
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-    from .runner import Tokenizer
+    from llmct.core.runner import Tokenizer
 
 MEAN_FROM = 50
 NEUTRAL_VARIANCE = 0.5
@@ -47,7 +47,7 @@ LIBRARY_META = ("model", "model_fingerprint", "layers", "method", "language", "p
 
 def default_layer(n_layers: int) -> int:
     """The layer about two thirds of the way through (``round(2/3 * (n_layers - 1))``; depth as in
-    :func:`llmct.probes.depth`): 19 of 0..29 for the embedded model."""
+    :func:`llmct.analysis.probes.depth`): 19 of 0..29 for the embedded model."""
     if n_layers < 1:
         raise ValueError(f"n_layers must be >= 1, got {n_layers}")
     return int(round(2 * (n_layers - 1) / 3))
@@ -102,8 +102,8 @@ def _stored(folder: Path) -> set[tuple[str, str]]:
 def check_story_store(folder: Path, model_name: str | None, mean_from: int) -> None:
     """Refuse a story-activation folder whose chunks were made by other weights or pooled by
     another rule (the weights' fingerprint is computed from their files, without loading)."""
-    from .extract import check_store
-    from .models import weights_fingerprint
+    from llmct.core.models import weights_fingerprint
+    from llmct.emotion.extract import check_store
 
     if not folder.is_dir():
         return
@@ -121,7 +121,7 @@ def story_activations(folder: str | Path, stimuli, *, load: Callable[[], tuple] 
 
     ``load()`` returns ``(model, tokenizer)`` and is called only if something must be extracted.
     Each finished chunk is written atomically with a manifest (model, fingerprint, pooling), so an
-    interrupted run resumes; the result is an :class:`llmct.extract.Extraction` in input order.
+    interrupted run resumes; the result is an :class:`llmct.emotion.extract.Extraction` in input order.
     Before anything is read or extracted, every stored chunk is checked against this run's
     identity (model weights, pooling rule), so a folder of another model is refused.
 
@@ -269,8 +269,8 @@ def story_stimuli(language: str, *, emotions: Sequence[str] | None = None,
     per emotion and that many neutral texts (quick runs).
 
     Raises ``ValueError`` when either set has no text in ``language``."""
-    from .extract import limit_stimuli
-    from .stimuli import load_set
+    from llmct.emotion.extract import limit_stimuli
+    from llmct.io.stimuli import load_set
 
     stories = load_set(stories_set, language)
     neutral = load_set(neutral_set, language)

@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CaptureError
+from llmct.errors import CaptureError
 
 ROLES = ("system", "user", "assistant")
 FALLBACK_TEMPLATE = "plain fallback"  # used when a tokenizer has no chat template (base models)

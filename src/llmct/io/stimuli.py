@@ -13,7 +13,7 @@ stem, so ``heldout.jsonl`` is set ``heldout``); optional ``domain``, ``topic``, 
 are rejected (a typo such as ``"lable"`` should not quietly become a missing value). Files must be
 UTF-8 without a byte-order mark.
 
-    >>> from llmct.stimuli import load_set, load_sets, load_files, to_frame
+    >>> from llmct.io.stimuli import load_set, load_sets, load_files, to_frame
     >>> set_b = load_set("set_b")
     >>> mine = load_files(["a.jsonl", "b.jsonl"])   # sets "a" and "b" unless rows name their own
 """
@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from .errors import StimulusError
+from llmct.errors import StimulusError
 
 __all__ = [
     "EMOTIONS",

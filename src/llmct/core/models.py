@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .arch import get_adapter
-from .errors import ModelLoadError, UnsupportedArchitectureError
+from llmct.core.arch import get_adapter
+from llmct.errors import ModelLoadError, UnsupportedArchitectureError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

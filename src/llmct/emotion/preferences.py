@@ -12,7 +12,7 @@ conditions are paired.
 
 Forwards are batched with shared prefixes: a prompt's tokens common to a batch (chat template,
 question, option A) are run once and their KV cache reused; the rest is left-padded. Logits equal
-independent forwards (tested); steering hooks (:mod:`llmct.steering`) apply unchanged.
+independent forwards (tested); steering hooks (:mod:`llmct.core.steering`) apply unchanged.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .chat import render_chat
-from .errors import LLMCTError
-from .runner import (
+from llmct.analysis.stats import bootstrap_indices, percentile_ci
+from llmct.core.chat import render_chat
+from llmct.core.runner import (
     check_token_ids,
     fresh_cache,
     model_device,
@@ -35,8 +35,8 @@ from .runner import (
     sliding_window,
     vocab_size,
 )
-from .runner import forward as run_forward
-from .stats import bootstrap_indices, percentile_ci
+from llmct.core.runner import forward as run_forward
+from llmct.errors import LLMCTError
 
 PROMPT = "Which would you rather do?\n(A) {a}\n(B) {b}\nAnswer with A or B."
 LABELS = ("A", "B")

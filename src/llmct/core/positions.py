@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import CaptureError
+from llmct.errors import CaptureError
 
 ReadOut = int | tuple[int, int]
 PositionSpec = str | int | Sequence[Sequence[ReadOut]]

@@ -1,7 +1,7 @@
 """One forward runner: tokenise, check, pad, position ids, forward (with or without a KV cache).
 
-Used by :func:`llmct.capture`, :func:`llmct.interventions.readout_logits`,
-:class:`llmct.interventions.PrefixCache` and :func:`llmct.preferences.last_token_logits`, so that
+Used by :func:`llmct.core.capture`, :func:`llmct.core.readout.readout_logits`,
+:class:`llmct.core.readout.PrefixCache` and :func:`llmct.emotion.preferences.last_token_logits`, so that
 every entry point validates token ids the same way (an out-of-vocabulary id is a
 :class:`CaptureError` naming the item, the id and the valid range, never an IndexError from inside
 torch) and derives position ids from the attention mask (left padding does not shift positions).
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import torch
 import torch.nn as nn
 
-from .errors import CaptureError
+from llmct.errors import CaptureError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel

@@ -29,7 +29,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from threadpoolctl import threadpool_limits
 
-from .stats import auroc, macro_ovr_auroc
+from llmct.analysis.stats import auroc, macro_ovr_auroc
 
 N_SPLITS = 5
 SEED = 42
@@ -130,7 +130,7 @@ def cv_auroc(X: np.ndarray, y, folds: Folds, *, C: float = 1.0,
              oof: np.ndarray | None = None) -> np.ndarray:
     """Held-out AUROC of each fold (``[n_folds]``). With ``oof`` (``[n, k]``, columns in sorted
     label order) the held-out class probabilities of every item are written into it, from the
-    same fits (no refitting), for item-level resampling (:mod:`llmct.layer_peaks`)."""
+    same fits (no refitting), for item-level resampling (:mod:`llmct.analysis.layer_peaks`)."""
     y = np.asarray(y)
     classes = np.unique(y)
     scores = []
@@ -257,9 +257,9 @@ def peak_table(results: pd.DataFrame, by: Sequence[str], n_layers: int,
 # -- text-only baseline ------------------------------------------------------------------------
 
 def _fit_text(texts: Sequence[str] | np.ndarray, y, C: float):
-    """The word 1-2-gram TF-IDF + logistic-regression baseline of :mod:`llmct.text_baselines`,
+    """The word 1-2-gram TF-IDF + logistic-regression baseline of :mod:`llmct.analysis.text_baselines`,
     fitted on ``(texts, y)``."""
-    from .text_baselines import make_baseline
+    from llmct.analysis.text_baselines import make_baseline
 
     return make_baseline("word_tfidf", C=C).fit(list(texts), np.asarray(y))
 
@@ -406,13 +406,13 @@ def probe_suite(
     ``groups`` (parallel to ``labels``; e.g. Set D's ``frame_id``): within-set folds are grouped
     so that no group is in both training and test (sklearn ``StratifiedGroupKFold``); None or an
     all-None group column keeps the paper's ungrouped ``StratifiedKFold``. Within each set the
-    text-only baselines of :mod:`llmct.text_baselines` (``text_word_tfidf``, ``text_char_tfidf``,
+    text-only baselines of :mod:`llmct.analysis.text_baselines` (``text_word_tfidf``, ``text_char_tfidf``,
     ``text_stylometric``) are scored on the probe's own folds, as per-fold mean AUROC like the
     probe, so that "the probe beats every text-only baseline" compares like with like.
 
     ``peaks_out`` (a list) receives one row per within-set probe and source: bootstrap intervals
     over items of the argmax and first-within-tolerance layers, and the max-over-layers
-    permutation test against shuffled labels (:mod:`llmct.layer_peaks`; ``n_boot`` resamples and
+    permutation test against shuffled labels (:mod:`llmct.analysis.layer_peaks`; ``n_boot`` resamples and
     permutations), from the out-of-fold probabilities of the same fits. ``proba_out`` (a dict)
     receives, per ``(train_set, test_set)``, ``(y, {source: [len(layers), n, k]})``: the
     out-of-fold (within-set) or test-set (transfer) probabilities of the probe. ``seeds_out`` (a
@@ -539,8 +539,8 @@ TEXT_BASELINES = ("word_tfidf", "char_tfidf", "stylometric")
 def peak_rows(oof: dict[str, np.ndarray], y, layers: Sequence[int], set_name: str, *,
               n_boot: int = 1000) -> list[dict]:
     """Per source: item-bootstrap intervals of the peak layers and the max-over-layers
-    permutation p (see :mod:`llmct.layer_peaks`), tagged with the set."""
-    from .layer_peaks import max_layer_permutation, peak_intervals
+    permutation p (see :mod:`llmct.analysis.layer_peaks`), tagged with the set."""
+    from llmct.analysis.layer_peaks import max_layer_permutation, peak_intervals
 
     classes = np.unique(np.asarray(y))
     rows = []
@@ -556,7 +556,7 @@ def peak_rows(oof: dict[str, np.ndarray], y, layers: Sequence[int], set_name: st
 def text_baseline_rows(texts, y, folds: Folds, groups=None, *, C: float = 1.0) -> list[dict]:
     """One row per :data:`TEXT_BASELINES` baseline scored on ``folds`` (per-fold mean AUROC and
     its std, as :func:`cv_auroc` scores the probe); ``control`` = ``text_<baseline>``."""
-    from .text_baselines import grouped_cv_auroc
+    from llmct.analysis.text_baselines import grouped_cv_auroc
 
     g = np.arange(len(y)) if groups is None else np.asarray(groups)
     rows = []

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TypedDict, cast
 
 import torch.nn as nn
 
-from .errors import CaptureError, UnsupportedArchitectureError
+from llmct.errors import CaptureError, UnsupportedArchitectureError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -112,7 +112,7 @@ class ArchAdapter:
                 f"model_type={model_type!r}: block {type(block).__name__} does not have the "
                 f"layout of the {self.family!r} adapter (unexpected norms {extra}, missing "
                 f"{missing}); its residual contributions would be mis-read. Add an ArchAdapter "
-                "for it and check it with llmct.arch.verify_adapter"
+                "for it and check it with llmct.core.arch.verify_adapter"
             )
 
     def attention_module(self, block: nn.Module) -> nn.Module:
@@ -237,7 +237,7 @@ def verify_adapter(model: PreTrainedModel, token_ids: list[int] | None = None,
     """
     import torch
 
-    from .capture import capture
+    from llmct.core.capture import capture
 
     adapter = get_adapter(model)
     vocab = cast(nn.Embedding, model.get_input_embeddings()).num_embeddings

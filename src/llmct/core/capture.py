@@ -17,11 +17,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .arch import SITE_ALIASES, SITES, canonical_site, get_adapter
-from .errors import CaptureError
-from .hooks import Hooks
-from .positions import PositionSpec, ReadOut, batch_readout, describe_position, readouts_for_item
-from .runner import (  # noqa: F401  (re-exported: the historical home of these helpers)
+from llmct.core.arch import SITE_ALIASES, SITES, canonical_site, get_adapter
+from llmct.core.hooks import Hooks
+from llmct.core.positions import (
+    PositionSpec,
+    ReadOut,
+    batch_readout,
+    describe_position,
+    readouts_for_item,
+)
+from llmct.core.runner import (  # noqa: F401  (re-exported: the historical home of these helpers)
     Tokenizer,
     context_length,
     model_device,
@@ -30,8 +35,9 @@ from .runner import (  # noqa: F401  (re-exported: the historical home of these 
     prepare,
     tokenize,
 )
-from .runner import forward as run_forward
-from .runner import pad_id as _runner_pad_id
+from llmct.core.runner import forward as run_forward
+from llmct.core.runner import pad_id as _runner_pad_id
+from llmct.errors import CaptureError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import StoreError
+from llmct.errors import StoreError
 
 MANIFEST_KEY = "__manifest__"
 
@@ -32,7 +32,7 @@ def base_manifest(**fields) -> dict:
     import torch
     import transformers
 
-    from . import __version__
+    from llmct._version import __version__
 
     return {
         "llmct_version": __version__,
@@ -92,7 +92,7 @@ def read_manifest(path: str | Path) -> dict:
     try:
         with np.load(path, allow_pickle=False) as data:
             if MANIFEST_KEY not in data.files:
-                raise StoreError(f"{path} has no llmct manifest; not written by llmct.store")
+                raise StoreError(f"{path} has no llmct manifest; not written by llmct.io.store")
             text = str(data[MANIFEST_KEY])
     except StoreError:
         raise
