@@ -53,7 +53,7 @@ lint: setup  ## ruff, mypy (src/, --check-untyped-defs), and no block of 6+ simi
 	$(RUN) ruff check .
 	$(RUN) mypy
 	$(RUN) pylint --disable=all --enable=duplicate-code --min-similarity-lines=6 --score=n \
-	  src/llmct experiments/*/run.py analysis/*.py visualization/figures/*.py scripts/*.py
+	  src/llmct experiments/*/run.py experiments/*/headline.py analysis/*.py visualization/figures/*.py scripts/*.py
 
 # -- reproduction, figures, cloud GPUs (scripts/cloud.sh reads .env.session; docs/cloud-gpu.md) --
 EXP ?=

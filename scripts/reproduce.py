@@ -75,6 +75,34 @@ def jobs(names: list[str], slug: str, model: str, force: bool, stimuli: str
     return out
 
 
+def headline_lines(folder: Path, limit: int = 6) -> list[str]:
+    """The claims of ``folder/headline.csv`` that name a control, as short lines (value, interval,
+    control): what ``reproduce`` shows after each experiment. Reads nothing else."""
+    from llmct.io.headline import FILENAME, read_headline
+
+    path = folder / FILENAME
+    if not path.exists():
+        return []
+    frame = read_headline(path)
+    frame = frame[frame.control.notna() & (frame.control.astype(str) != "")].head(limit)
+    out = []
+    for r in frame.itertuples():
+        ci = f" [{r.ci_lo:.3g}, {r.ci_hi:.3g}]" if r.ci_lo == r.ci_lo else ""
+        cv = f" {r.control_value:.3g}" if isinstance(r.control_value, float) else ""
+        out.append(f"    {r.claim_id} = {r.value}{ci}; control ({str(r.control)[:60]}){cv}")
+    return out
+
+
+def missing_inputs(name: str, slug: str) -> list[str]:
+    """The experiments ``name`` declares as inputs (``headline.INPUTS``) that have no results
+    for ``slug`` yet."""
+    from llmct.runs import experiment_headline
+
+    module = experiment_headline(EXPERIMENTS / name)
+    inputs = getattr(module, "INPUTS", ()) if module is not None else ()
+    return [i for i in inputs if not has_results(EXPERIMENTS / i / "outputs" / slug)]
+
+
 def run_logged(cmd: list[str], log: Path) -> int:
     """Run ``cmd`` from the repository root, echoing its output and writing it to ``log``."""
     with open(log, "w") as fh:
@@ -125,6 +153,9 @@ def main(argv=None) -> int:
             rows.append((name, "planned", 0.0))
             continue
         logs.mkdir(parents=True, exist_ok=True)
+        if name != SUMMARY and (absent := missing_inputs(name.split("[")[0], slug)):
+            print(f"{head}: its inputs {', '.join(absent)} have no results for {slug} yet; "
+                  "it will compute what it needs or fail", flush=True)
         elapsed = time.perf_counter() - t_all
         print(f"{head}: running ({elapsed / 60:.1f} min so far)", flush=True)
         t0 = time.perf_counter()
@@ -132,6 +163,8 @@ def main(argv=None) -> int:
         secs = time.perf_counter() - t0
         status = "ok" if rc == 0 else f"failed (exit {rc})"
         print(f"{head}: {status} in {secs / 60:.1f} min", flush=True)
+        if rc == 0:
+            print("\n".join(headline_lines(out)), flush=True)
         rows.append((name, status, secs))
         if rc and not args.keep_going:
             print(f"{head}: stopping (log {logs.relative_to(ROOT)}/{name}.log; --keep-going / "

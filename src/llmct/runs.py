@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import contextvars
 import functools
+import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,6 +36,7 @@ from llmct.emotion.extract import (
     select_stimuli,
 )
 from llmct.errors import RUN_NAME, LLMCTError, OneLineParser, UsageError, report_errors
+from llmct.io import headline as hl
 from llmct.io.distributed import World, barrier, world
 from llmct.style import style
 
@@ -63,6 +66,7 @@ def experiment_main(fn: Callable) -> Callable:
     never leaves a half-written results folder."""
     file = fn.__globals__.get("__file__")
     name = Path(file).resolve().parent.name if file else None
+    exp_dir = Path(file).resolve().parent if file else None
 
     @functools.wraps(fn)
     def wrapper(argv=None):
@@ -77,12 +81,51 @@ def experiment_main(fn: Callable) -> Callable:
                 raise
             for out in _OPEN_OUTPUTS.get() or []:
                 out.commit()
+                if exp_dir is not None and any(p.suffix == ".csv" for p in out.written):
+                    write_headline_for(exp_dir, out.folder)
             return result
         finally:
             _OPEN_OUTPUTS.reset(out_token)
             _RUN_NAME.reset(run_token)
 
     return wrapper
+
+
+# -- the experiment contract: headline.csv --------------------------------------------------------
+
+def experiment_headline(exp_dir: Path):
+    """The module ``exp_dir/headline.py`` (``INPUTS`` and ``claims(folder)``), or None when the
+    experiment declares no headline. Loaded by path: experiment folders are not packages."""
+    path = Path(exp_dir) / "headline.py"
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location(f"llmct_headline_{Path(exp_dir).name}", path)
+    if spec is None or spec.loader is None:
+        raise LLMCTError(f"{path}: cannot be loaded as a module")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for attr in ("INPUTS", "claims"):
+        if not hasattr(module, attr):
+            raise LLMCTError(f"{path}: an experiment's headline.py must define {attr}")
+    return module
+
+
+def write_headline_for(exp_dir: Path, folder: Path) -> Path | None:
+    """Write ``folder/headline.csv`` from the results in ``folder`` with the experiment's
+    ``headline.claims`` (contract: :mod:`llmct.io.headline`). A result file the headline needs
+    but the folder lacks (e.g. a run on other stimulus sets) is reported on stderr and nothing is
+    written; returns the path written, or None."""
+    module = experiment_headline(exp_dir)
+    if module is None:
+        return None
+    try:
+        claims, notes = module.claims(Path(folder))
+    except (hl.Missing, KeyError, ValueError, IndexError) as exc:
+        print(f"{Path(exp_dir).name}: no headline.csv in {folder}: {exc}", file=sys.stderr)
+        return None
+    for note in notes:
+        print(f"{Path(exp_dir).name}: headline: {note}", file=sys.stderr)
+    return hl.write_headline(folder, Path(exp_dir).name, hl.model_of(Path(folder)), claims)
 
 
 def run_main(main: Callable, file: str | Path | None = None, argv: Sequence[str] | None = None
