@@ -79,20 +79,20 @@ def plot_scores(scored: pd.DataFrame, title: str):
     return fig
 
 
-@experiment_main
-def main(argv=None) -> int:
+def parse(argv):
     parser = experiment_parser(__doc__.splitlines()[0],
                                sets=("set_b", "set_b_control", "set_c", "set_a"))
     parser.add_argument("--emotional-set", default="set_b")
     parser.add_argument("--control-set", default="set_b_control")
     parser.add_argument("--caliper", type=float, default=2.0,
                         help="max token-length difference of a matched pair (length control)")
-    args = parser.parse_args(argv)
-    stimuli, out = start_run(EXP_DIR, args, RESULTS)
-    sets = np.array([s.set for s in stimuli])
-    labels = np.array([s.label for s in stimuli])
+    return parser.parse_args(argv)
+
+
+def check_sets(sets: np.ndarray, args) -> None:
+    """Both sets present with at least one item per fold (checked before any extraction)."""
     missing = [n for n in (args.emotional_set, args.control_set) if n not in set(sets)]
-    if missing:  # checked before any extraction
+    if missing:
         raise UsageError(f"set(s) {', '.join(map(repr, missing))} not in the stimuli (sets "
                          f"present: {', '.join(dict.fromkeys(sets))}); name them with "
                          "--emotional-set/--control-set")
@@ -100,19 +100,15 @@ def main(argv=None) -> int:
         if (sets == name).sum() < probes.N_SPLITS:
             raise UsageError(f"set {name!r} has {(sets == name).sum()} item(s); the binary probe "
                              f"needs >= {probes.N_SPLITS} (one per cross-validation fold)")
-    ext = get_activations(EXP_DIR, args, stimuli)
-    if ext is None:
-        return 0
 
-    train = np.flatnonzero(np.isin(sets, [args.emotional_set, args.control_set]))
-    y = (sets[train] == args.emotional_set).astype(int)
-    groups = np.array([s.pair_id or s.id for s in stimuli])[train]
-    texts = [stimuli[i].text for i in train]
-    length = ext.n_tokens[train].astype(float)  # prompt tokens = stimulus tokens + a constant
-    acts = {s: a[train] for s, a in ext.acts.items()}
-    grid = {"layers": ext.layers, "n_layers": ext.n_layers}
+
+def binary_results(acts, y, groups, texts, length, grid: dict, caliper: float
+                   ) -> tuple[pd.DataFrame, np.ndarray]:
+    """Per-layer AUROC of the emotional-vs-control probe, its shuffled-label control, the
+    text-only and length-only baselines on the same folds, and the same probe on a
+    token-length-matched subsample (pairs within ``caliper`` tokens). Returns the results and
+    the matched item indices."""
     folds = probes.make_folds(y, groups)
-
     frames = [
         probes.layer_sweep(acts, y, folds, **grid),
         probes.layer_sweep(acts, probes.shuffled(y), folds, control="shuffled", **grid),
@@ -121,7 +117,7 @@ def main(argv=None) -> int:
             layer_free_row("length", "length_only", probes.feature_cv_auroc(length, y, folds)),
         ]),
     ]
-    matched = match_pairs(length, y == 1, caliper=args.caliper, seed=0)
+    matched = match_pairs(length, y == 1, caliper=caliper, seed=0)
     if len(matched) // 2 >= probes.N_SPLITS:
         m_folds = probes.make_folds(y[matched], groups[matched])
         frames += [
@@ -131,23 +127,15 @@ def main(argv=None) -> int:
                 length[matched], y[matched], m_folds))]),
         ]
     else:
-        print(f"only {len(matched) // 2} length-matched pairs within {args.caliper} tokens: "
+        print(f"only {len(matched) // 2} length-matched pairs within {caliper} tokens: "
               "length-matched control skipped")
     results = pd.concat(frames, ignore_index=True)
     results["n_items"] = np.where(results.control.str.contains("matched"), len(matched), len(y))
-    task = f"{args.emotional_set} vs {args.control_set}"
-    results.insert(0, "test_set", task)
-    results.insert(0, "train_set", task)
-    results.insert(0, "prompt", ext.manifest["prompt"])
-    results.insert(0, "model", args.model)
-    summary = probes.peak_table(results[results.control.isin(["none", "length_matched"])],
-                                ["control", "source"], ext.n_layers)
-    summary.insert(0, "model", args.model)
-    summary["saturation_depth"] = summary.first_within_depth
-    summary["mean_tokens_emotional"] = float(length[y == 1].mean())
-    summary["mean_tokens_control"] = float(length[y == 0].mean())
-    summary["n_matched_pairs"] = len(matched) // 2
+    return results, matched
 
+
+def scoring_targets(sets: np.ndarray, labels: np.ndarray, args) -> dict[str, np.ndarray]:
+    """The other sets' items, split into neutral and emotional, to score with the probe."""
     targets = {}
     for name in dict.fromkeys(sets):
         if name in (args.emotional_set, args.control_set):
@@ -156,18 +144,49 @@ def main(argv=None) -> int:
             idx = np.flatnonzero((sets == name) & sel)
             if len(idx):
                 targets[f"{name} ({lab_name})"] = idx
-    scored = score_sets({"train": acts, "all": ext.acts}, y, targets, **grid)
+    return targets
+
+
+@experiment_main
+def main(argv=None) -> int:
+    args = parse(argv)
+    stimuli, out = start_run(EXP_DIR, args, RESULTS)
+    sets = np.array([s.set for s in stimuli])
+    labels = np.array([s.label for s in stimuli])
+    check_sets(sets, args)
+    ext = get_activations(EXP_DIR, args, stimuli)
+    if ext is None:
+        return 0
+    train = np.flatnonzero(np.isin(sets, [args.emotional_set, args.control_set]))
+    y = (sets[train] == args.emotional_set).astype(int)
+    groups = np.array([s.pair_id or s.id for s in stimuli])[train]
+    length = ext.n_tokens[train].astype(float)  # prompt tokens = stimulus tokens + a constant
+    acts = {s: a[train] for s, a in ext.acts.items()}
+    grid = {"layers": ext.layers, "n_layers": ext.n_layers}
+    results, matched = binary_results(acts, y, groups, [stimuli[i].text for i in train], length,
+                                      grid, args.caliper)
+    task = f"{args.emotional_set} vs {args.control_set}"
+    for col, val in (("test_set", task), ("train_set", task),
+                     ("prompt", ext.manifest["prompt"]), ("model", args.model)):
+        results.insert(0, col, val)
+    summary = probes.peak_table(results[results.control.isin(["none", "length_matched"])],
+                                ["control", "source"], ext.n_layers)
+    summary.insert(0, "model", args.model)
+    summary["saturation_depth"] = summary.first_within_depth
+    summary["mean_tokens_emotional"] = float(length[y == 1].mean())
+    summary["mean_tokens_control"] = float(length[y == 0].mean())
+    summary["n_matched_pairs"] = len(matched) // 2
+    scored = score_sets({"train": acts, "all": ext.acts}, y,
+                        scoring_targets(sets, labels, args), **grid)
     if not scored.empty:
         scored.insert(0, "trained_on", task)
         scored.insert(0, "model", args.model)
-
     out.csv("binary_results.csv", results)
     out.csv("binary_summary.csv", summary)
     out.csv("scored_sets.csv", scored)
     markers = {(r.source, r.source): int(r.first_within_layer)
                for r in summary[summary.control == "none"].itertuples()}
-    fig = _plot_binary(results, markers, args, task)
-    out.figure(fig, "binary_auroc_by_layer")
+    out.figure(_plot_binary(results, markers, args, task), "binary_auroc_by_layer")
     if not scored.empty:
         out.figure(plot_scores(scored, f"{args.model}: P(emotional) from the probe trained on "
                                f"{task}"), "p_emotional_by_layer")

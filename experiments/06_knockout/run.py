@@ -153,8 +153,7 @@ def plot(summary: pd.DataFrame, title: str):
     return fig
 
 
-@experiment_main
-def main(argv=None) -> int:
+def parse(argv):
     parser = experiment_parser(__doc__.splitlines()[0], sets=("set_a", "set_b"))
     parser.add_argument("--modes", nargs="+", default=list(iv.ABLATIONS), choices=iv.ABLATIONS)
     parser.add_argument("--all-positions-layers", nargs="*", type=int, default=None,
@@ -171,7 +170,69 @@ def main(argv=None) -> int:
     parser.add_argument("--target-batch", type=int, default=32)
     parser.add_argument("--from-items", default=None, metavar="ITEMS.csv.gz",
                         help="recompute summaries and figure from stored items (no model)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def knockout_layers(ext, args) -> tuple[list[int], list[int]]:
+    """Layers of the read-out knockouts and of the every-token variant (first, middle, last by
+    default; an empty ``--all-positions-layers`` switches the variant off), all extracted."""
+    n_layers = ext.n_layers
+    layers = resolve_layers(args.layers if args.layers else "all", n_layers)
+    if args.all_positions_layers is None:
+        all_layers = sorted({0, n_layers // 2, n_layers - 1})
+    else:
+        all_layers = resolve_layers(args.all_positions_layers, n_layers) if (
+            args.all_positions_layers) else []
+    if not (set(layers) | set(all_layers)) <= set(ext.layers):
+        raise LLMCTError("some requested layers were not extracted")
+    return layers, all_layers
+
+
+def knock_out_set(model, tok, items, ablation, scorer, layers, all_layers, last: int, args
+                  ) -> list[dict]:
+    """Item rows of every knockout of one set: each (source, layer, mode) at the read-out token
+    (prefix-cached) and, on ``--all-positions-limit`` items per emotion, at every token."""
+    set_name = items[0].set
+    inputs, position = build_inputs(tok, [s.text for s in items], args.prompt)
+    if position != "last":
+        raise LLMCTError(f"prompt {args.prompt!r} does not read out at the last token")
+    labels = np.array([s.label for s in items])
+    print(f"[06] {set_name}: {len(items)} items; caching prompts", flush=True)
+    cache = PrefixCache(model, tok, inputs, batch_size=args.target_batch)
+    clean = cache.run(hidden_layers=[last])
+    folds = probe_folds(clean.hidden[last].numpy(), labels, seed=probes.SEED)
+    every, rows = np.arange(len(items)), []
+    for source in SOURCES:
+        for layer in layers:
+            for mode in args.modes:
+                abl = cache.run(ablation(source, layer, mode, "last"), hidden_layers=[last])
+                meta = {"set": set_name, "positions": "readout", "source": source,
+                        "layer": layer, "mode": mode}
+                rows += item_rows(meta, items, labels, clean, abl, scorer, folds, every, last)
+        print(f"[06] {set_name}: {source} read-out ablations done", flush=True)
+    if not (all_layers and args.all_positions_limit):
+        return rows
+    keep = {s.id for s in limit_stimuli(items, args.all_positions_limit)}
+    sub = np.array([k for k, s in enumerate(items) if s.id in keep])
+    sub_inputs, sub_items = [inputs[k] for k in sub], [items[k] for k in sub]
+    clean_sub = readout_logits(model, tok, sub_inputs, batch_size=args.batch_size,
+                               hidden_layers=[last])
+    for source in SOURCES:
+        for layer in all_layers:
+            for mode in args.all_positions_modes:
+                abl = readout_logits(model, tok, sub_inputs, ablation(source, layer, mode, "all"),
+                                     batch_size=args.batch_size, hidden_layers=[last])
+                meta = {"set": set_name, "positions": "all", "source": source, "layer": layer,
+                        "mode": mode}
+                rows += item_rows(meta, sub_items, labels, clean_sub, abl, scorer, folds, sub,
+                                  last)
+    print(f"[06] {set_name}: every-token variant done ({len(sub)} items)", flush=True)
+    return rows
+
+
+@experiment_main
+def main(argv=None) -> int:
+    args = parse(argv)
     if args.from_items:
         return resummarise(args)
     stimuli, out = start_run(EXP_DIR, args, RESULTS)
@@ -181,23 +242,14 @@ def main(argv=None) -> int:
     missing = set(SOURCES) - set(ext.acts)
     if missing:
         raise LLMCTError(f"the extraction lacks {sorted(missing)} (add them to --sources)")
-    n_layers, last = ext.n_layers, ext.n_layers - 1
-    layers = resolve_layers(args.layers if args.layers else "all", n_layers)
-    if args.all_positions_layers is None:
-        all_layers = sorted({0, n_layers // 2, last})
-    else:  # an empty list switches the every-token variant off
-        all_layers = resolve_layers(args.all_positions_layers, n_layers) if (
-            args.all_positions_layers) else []
+    layers, all_layers = knockout_layers(ext, args)
     mean_vec = {s: ext.acts[s].mean(axis=0) for s in SOURCES}  # [L_extracted, D], all stimuli
-    lj = {la: ext.layers.index(la) for la in set(layers) | set(all_layers)}
-    if len(lj) != len(set(layers) | set(all_layers)) or not set(lj) <= set(ext.layers):
-        raise LLMCTError("some requested layers were not extracted")
     model, tok = load_model_from_args(args)
     scorer = AnswerWords.load(args.emotion_words).bind(tok)
 
     def ablation(source, layer, mode, positions):
         return lambda items: iv.ablate(model, source, layer, mode, positions=positions,
-                                       mean_vector=mean_vec[source][lj[layer]],
+                                       mean_vector=mean_vec[source][ext.layers.index(layer)],
                                        seed=args.seed + 1000 * layer)
 
     rows = []
@@ -206,41 +258,8 @@ def main(argv=None) -> int:
         if len({s.label for s in items}) < 2:
             print(f"skipping {set_name}: fewer than 2 emotions")
             continue
-        inputs, position = build_inputs(tok, [s.text for s in items], args.prompt)
-        if position != "last":
-            raise LLMCTError(f"prompt {args.prompt!r} does not read out at the last token")
-        labels = np.array([s.label for s in items])
-        print(f"[06] {set_name}: {len(items)} items; caching prompts", flush=True)
-        cache = PrefixCache(model, tok, inputs, batch_size=args.target_batch)
-        clean = cache.run(hidden_layers=[last])
-        folds = probe_folds(clean.hidden[last].numpy(), labels, seed=probes.SEED)
-        every = np.arange(len(items))
-        for source in SOURCES:
-            for layer in layers:
-                for mode in args.modes:
-                    abl = cache.run(ablation(source, layer, mode, "last"), hidden_layers=[last])
-                    meta = {"set": set_name, "positions": "readout", "source": source,
-                            "layer": layer, "mode": mode}
-                    rows += item_rows(meta, items, labels, clean, abl, scorer, folds, every, last)
-            print(f"[06] {set_name}: {source} read-out ablations done", flush=True)
-        if all_layers and args.all_positions_limit:
-            keep = {s.id for s in limit_stimuli(items, args.all_positions_limit)}
-            sub = np.array([k for k, s in enumerate(items) if s.id in keep])
-            sub_inputs = [inputs[k] for k in sub]
-            sub_items = [items[k] for k in sub]
-            clean_sub = readout_logits(model, tok, sub_inputs, batch_size=args.batch_size,
-                                          hidden_layers=[last])
-            for source in SOURCES:
-                for layer in all_layers:
-                    for mode in args.all_positions_modes:
-                        abl = readout_logits(model, tok, sub_inputs,
-                                                ablation(source, layer, mode, "all"),
-                                                batch_size=args.batch_size, hidden_layers=[last])
-                        meta = {"set": set_name, "positions": "all", "source": source,
-                                "layer": layer, "mode": mode}
-                        rows += item_rows(meta, sub_items, labels, clean_sub, abl, scorer, folds,
-                                          sub, last)
-            print(f"[06] {set_name}: every-token variant done ({len(sub)} items)", flush=True)
+        rows += knock_out_set(model, tok, items, ablation, scorer, layers, all_layers,
+                              ext.n_layers - 1, args)
     if not rows:
         raise LLMCTError("no set has two emotions with answer words: nothing to score")
     table = pd.DataFrame(rows)

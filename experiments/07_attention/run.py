@@ -156,8 +156,7 @@ def plot(by_head: pd.DataFrame, tests: pd.DataFrame, n_layers: int, n_heads: int
     return fig
 
 
-@experiment_main
-def main(argv=None) -> int:
+def parse(argv):
     parser = experiment_parser(__doc__.splitlines()[0], sets=("set_b", "set_b_control"))
     parser.add_argument("--n-perm", type=int, default=20000)
     parser.add_argument("--alpha", type=float, default=0.05)
@@ -173,6 +172,85 @@ def main(argv=None) -> int:
         raise LLMCTError("07 extracts attention in one process; --shard does not apply")
     if args.prompt not in PROMPTS:
         raise LLMCTError(f"07 needs a prompt that contains the stimulus: {sorted(PROMPTS)}")
+    return args
+
+
+def typed_attention(stimuli, ext, tok, prompt: str) -> tuple[np.ndarray, np.ndarray, list]:
+    """Per item, the read-out token's attention mass and per-token mass on each token type:
+    ``[n, L, H, K]`` each (K = len(TYPES)), and the per-item token-type counts."""
+    terms = load_terms()
+    masses, per_tok, count_rows = [], [], []
+    for k, s in enumerate(stimuli):
+        types = token_types(tok, PROMPTS[prompt](s.text), s.text, terms)
+        if len(types) != int(ext.n_tokens[k]):
+            raise LLMCTError(f"{s.id}: {len(types)} tokens typed but {ext.n_tokens[k]} extracted")
+        m, pt = type_masses(ext.attention[k], types)
+        masses.append(m)
+        per_tok.append(pt)
+        count_rows.append({"id": s.id, "set": s.set, "label": s.label, "pair_id": s.pair_id,
+                           **{f"n_{t}": int((types == t).sum()) for t in TYPES}})
+    return np.stack(masses), np.stack(per_tok), count_rows
+
+
+def by_head_table(stimuli, masses, per_tok, layers, n_heads: int, n_kv: int) -> pd.DataFrame:
+    """Mean mass and per-token mass per (set, layer, head, token type)."""
+    sets = np.array([s.set for s in stimuli])
+    rows = []
+    for name in dict.fromkeys(sets):
+        sel = sets == name
+        mm, pp = masses[sel].mean(0), np.nanmean(per_tok[sel], axis=0)
+        for la, layer in enumerate(layers):
+            for h in range(n_heads):
+                rows += [{"set": name, "layer": layer, "head": h,
+                          "kv_head": h // (n_heads // n_kv), "type": t,
+                          "mass": mm[la, h, j], "per_token": pp[la, h, j]}
+                         for j, t in enumerate(TYPES)]
+    return pd.DataFrame(rows)
+
+
+def matched_pairs(stimuli, emotional: str, control: str) -> tuple[list[int], list[int]]:
+    """Item indices of the emotional items and their matched controls (by ``pair_id``)."""
+    index = {s.id: k for k, s in enumerate(stimuli)}
+    emo = {s.pair_id: index[s.id] for s in stimuli if s.set == emotional and s.pair_id}
+    ctl = {s.pair_id: index[s.id] for s in stimuli if s.set == control and s.pair_id}
+    pairs = sorted(set(emo) & set(ctl))
+    if len(pairs) < 2:
+        raise LLMCTError(f"need >= 2 items of {emotional} with their matched controls "
+                         f"in {control} (pair_id)")
+    return [emo[p] for p in pairs], [ctl[p] for p in pairs]
+
+
+def pair_tests(arrays: dict, e_idx, c_idx, layers, n_heads: int, n_kv: int, args
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per measure: a sign-flip test over matched pairs (the unit) of every (layer, head, type)
+    cell (FDR) and of each head's whole type pattern (Bonferroni)."""
+    test_rows, head_rows = [], []
+    shape = (len(layers), n_heads, len(TYPES))
+    for measure, arr in arrays.items():
+        d = (arr[e_idx] - arr[c_idx]).reshape(len(e_idx), -1)  # [pairs, L*H*K]
+        p_cols, p_heads = sign_flip(d, args.n_perm, args.seed)
+        qc = false_discovery_control(p_cols).reshape(shape)
+        p_bonf = np.minimum(p_heads * len(p_heads), 1.0)
+        mean_d, pc = np.nanmean(d, axis=0).reshape(shape), p_cols.reshape(shape)
+        for la, layer in enumerate(layers):
+            for h in range(n_heads):
+                k = la * n_heads + h
+                head_rows.append({"measure": measure, "layer": layer, "head": h,
+                                  "kv_head": h // (n_heads // n_kv), "p_pattern": p_heads[k],
+                                  "p_bonferroni": p_bonf[k],
+                                  "differs": bool(p_bonf[k] < args.alpha),
+                                  **{f"diff_{t}": mean_d[la, h, j] for j, t in enumerate(TYPES)}})
+                test_rows += [{"measure": measure, "layer": layer, "head": h, "type": t,
+                               "mean_diff": mean_d[la, h, j], "p": pc[la, h, j],
+                               "q_fdr": qc[la, h, j],
+                               "significant": bool(qc[la, h, j] < args.alpha)}
+                              for j, t in enumerate(TYPES)]
+    return pd.DataFrame(test_rows), pd.DataFrame(head_rows)
+
+
+@experiment_main
+def main(argv=None) -> int:
+    args = parse(argv)
     stimuli, out = start_run(EXP_DIR, args, RESULTS)
     model, tok = load_model_from_args(args, attn_implementation="eager")
     cfg = model.config
@@ -184,77 +262,21 @@ def main(argv=None) -> int:
             batch_size=args.batch_size, chunk_size=args.chunk_size, attention=True,
             progress=args.progress, model_name=args.model)
     ext = load_extraction(folder, stimuli)
-    n_layers = ext.n_layers
-
-    terms = load_terms()
-    masses, per_tok, count_rows = [], [], []
-    for k, s in enumerate(stimuli):
-        prompt = PROMPTS[args.prompt](s.text)
-        types = token_types(tok, prompt, s.text, terms)
-        if len(types) != int(ext.n_tokens[k]):
-            raise LLMCTError(f"{s.id}: {len(types)} tokens typed but {ext.n_tokens[k]} extracted")
-        m, pt = type_masses(ext.attention[k], types)
-        masses.append(m)
-        per_tok.append(pt)
-        count_rows.append({"id": s.id, "set": s.set, "label": s.label, "pair_id": s.pair_id,
-                           **{f"n_{t}": int((types == t).sum()) for t in TYPES}})
-    masses, per_tok = np.stack(masses), np.stack(per_tok)  # [n, L, H, K]
-    sets = np.array([s.set for s in stimuli])
-
-    rows = []
-    for name in dict.fromkeys(sets):
-        sel = sets == name
-        mm, pp = masses[sel].mean(0), np.nanmean(per_tok[sel], axis=0)
-        for la in range(n_layers):
-            for h in range(n_heads):
-                for j, t in enumerate(TYPES):
-                    rows.append({"set": name, "layer": ext.layers[la], "head": h,
-                                 "kv_head": h // (n_heads // n_kv), "type": t,
-                                 "mass": mm[la, h, j], "per_token": pp[la, h, j]})
-    by_head = pd.DataFrame(rows)
-
-    index = {s.id: k for k, s in enumerate(stimuli)}
-    emo = {s.pair_id: index[s.id] for s in stimuli if s.set == args.emotional_set and s.pair_id}
-    ctl = {s.pair_id: index[s.id] for s in stimuli if s.set == args.control_set and s.pair_id}
-    pairs = sorted(set(emo) & set(ctl))
-    if len(pairs) < 2:
-        raise LLMCTError(f"need >= 2 items of {args.emotional_set} with their matched controls "
-                         f"in {args.control_set} (pair_id)")
-    e_idx, c_idx = [emo[p] for p in pairs], [ctl[p] for p in pairs]
-    test_rows, head_rows = [], []
-    for measure, arr in (("mass", masses), ("per_token", per_tok)):
-        d = (arr[e_idx] - arr[c_idx]).reshape(len(pairs), -1)  # [pairs, L*H*K]
-        p_cols, p_heads = sign_flip(d, args.n_perm, args.seed)
-        q_cols = false_discovery_control(p_cols)
-        p_bonf = np.minimum(p_heads * len(p_heads), 1.0)
-        mean_d = np.nanmean(d, axis=0).reshape(n_layers, n_heads, len(TYPES))
-        pc = p_cols.reshape(n_layers, n_heads, len(TYPES))
-        qc = q_cols.reshape(n_layers, n_heads, len(TYPES))
-        for la in range(n_layers):
-            for h in range(n_heads):
-                hp = p_heads[la * n_heads + h]
-                head_rows.append({"measure": measure, "layer": ext.layers[la], "head": h,
-                                  "kv_head": h // (n_heads // n_kv), "p_pattern": hp,
-                                  "p_bonferroni": p_bonf[la * n_heads + h],
-                                  "differs": bool(p_bonf[la * n_heads + h] < args.alpha),
-                                  **{f"diff_{t}": mean_d[la, h, j] for j, t in enumerate(TYPES)}})
-                for j, t in enumerate(TYPES):
-                    test_rows.append({"measure": measure, "layer": ext.layers[la], "head": h,
-                                      "type": t, "mean_diff": mean_d[la, h, j],
-                                      "p": pc[la, h, j], "q_fdr": qc[la, h, j],
-                                      "significant": bool(qc[la, h, j] < args.alpha)})
-    tests = pd.DataFrame(test_rows)
-    heads = pd.DataFrame(head_rows)
-    meta = {"model": args.model, "n_pairs": len(pairs), "n_perm": args.n_perm,
+    masses, per_tok, count_rows = typed_attention(stimuli, ext, tok, args.prompt)
+    by_head = by_head_table(stimuli, masses, per_tok, ext.layers, n_heads, n_kv)
+    e_idx, c_idx = matched_pairs(stimuli, args.emotional_set, args.control_set)
+    tests, heads = pair_tests({"mass": masses, "per_token": per_tok}, e_idx, c_idx, ext.layers,
+                              n_heads, n_kv, args)
+    meta = {"model": args.model, "n_pairs": len(e_idx), "n_perm": args.n_perm,
             "head_dim": head_dim(cfg), "n_heads": n_heads, "n_kv_heads": n_kv}
     out.csv("attention_by_head.csv", by_head.assign(model=args.model))
     out.csv("attention_tests.csv", tests.assign(**meta))
     out.csv("attention_heads_differing.csv", heads.assign(**meta))
     out.csv("attention_token_types.csv", pd.DataFrame(count_rows))
-    out.figure(plot(by_head, tests, n_layers, n_heads,
+    out.figure(plot(by_head, tests, ext.n_layers, n_heads,
                     f"{args.model}: attention from the read-out token; {args.emotional_set} vs "
                     f"{args.control_set} "
-                    f"({len(pairs)} pairs, sign-flip, {args.n_perm} permutations)"),
+                    f"({len(e_idx)} pairs, sign-flip, {args.n_perm} permutations)"),
                "attention_readout")
     counts = pd.DataFrame(count_rows).groupby("set")[[f"n_{t}" for t in TYPES]].mean()
     print(counts.round(1).to_string())

@@ -246,8 +246,7 @@ def plot_centroid_heatmaps(mats: dict, title: str):
     return fig
 
 
-@experiment_main
-def main(argv=None) -> int:
+def parse(argv):
     parser = experiment_parser(__doc__.splitlines()[0], sets=("set_a", "set_b"))
     parser.add_argument("--layer", type=int, default=None,
                         help="probe layer for the PCA/heatmaps (default: 02's Set A probe "
@@ -255,41 +254,12 @@ def main(argv=None) -> int:
     parser.add_argument("--source", default="hidden_out", help="activation source to analyse")
     parser.add_argument("--n-perm", type=int, default=1000, help="label permutations per test")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    stimuli, out = start_run(EXP_DIR, args, RESULTS)
-    ext = get_activations(EXP_DIR, args, stimuli)
-    if ext is None:
-        return 0
-    if args.source not in ext.acts:
-        raise LLMCTError(f"source {args.source!r} not extracted; have {sorted(ext.acts)}")
-    keep = np.array([s.label != "neutral" for s in stimuli])
-    items = [s for s, k in zip(stimuli, keep, strict=True) if k]
-    sets = np.array([s.set for s in items])
-    labels = np.array([s.label for s in items])
-    domains = np.array([s.domain or "" for s in items])
-    emotions = list(dict.fromkeys(labels))
-    acts = ext.acts[args.source][keep].astype(np.float64)
-    probe, rule = probe_layer(args, ext)
-    print(f"probe layer {probe}: {rule}")
-    if probe not in ext.layers:
-        raise LLMCTError(f"layer {probe} was not extracted (layers {ext.layers})")
-    groups = groupings(sets, labels, domains)
-    tag = {"model": args.model, "prompt": ext.manifest["prompt"], "source": args.source}
+    return parser.parse_args(argv)
 
-    sil, cen = [], []
-    for j, layer in enumerate(ext.layers):
-        X = acts[:, j]
-        sil += [{**tag, "layer": layer, **r} for r in silhouettes(X, groups, args.n_perm,
-                                                                   args.seed)]
-        rows, mats = centroid_rows(X, sets, labels, emotions, 10_000, args.seed)
-        cen += [{**tag, "layer": layer, **r} for r in rows]
-        if layer == probe:
-            probe_mats = mats
-    sil, cen = pd.DataFrame(sil), pd.DataFrame(cen)
-    out.csv("silhouette_by_layer.csv", sil)
-    out.csv("centroid_cosine_by_layer.csv", cen)
 
-    X = acts[:, ext.layers.index(probe)]
+def pca_views(X: np.ndarray, items, sets: np.ndarray, labels: np.ndarray
+              ) -> tuple[pd.DataFrame, dict]:
+    """PC1/PC2 of the probe-layer activations ``X`` [n, d], joint and centred per set."""
     views, ratios = [], {}
     for view, data in (("joint", X), ("per_set", treated(X, sets, "centred_per_set"))):
         res = geo.pca(data, 2)
@@ -299,14 +269,14 @@ def main(argv=None) -> int:
                                    "pc2": res.scores[:, 1],
                                    "pc1_ratio": res.explained_ratio[0],
                                    "pc2_ratio": res.explained_ratio[1]}))
-    pcs = pd.concat(views, ignore_index=True)
-    out.csv("pca_probe_layer.csv", pcs)
-    long = [{"treatment": t, "a": f"{ka[1]} ({ka[0]})", "b": f"{kb[1]} ({kb[0]})",
-             "cosine": float(S[i, k])}
-            for t, (keys, S) in probe_mats.items()
-            for i, ka in enumerate(keys) for k, kb in enumerate(keys)]
-    out.csv("centroid_cosine_probe_layer.csv", pd.DataFrame(long))
+    return pd.concat(views, ignore_index=True), ratios
 
+
+def summary_table(sil: pd.DataFrame, cen: pd.DataFrame, X: np.ndarray, sets, labels, emotions,
+                  probe: int, rule: str) -> pd.DataFrame:
+    """08's long ``summary.csv`` at the probe layer: silhouettes with their permutation nulls,
+    centroid cosines per treatment, and (two sets) the jackknife interval over items of each
+    cross-set difference."""
     at = (sil.layer == probe) & (sil.metric == "euclidean")
     summary = [{"metric": f"silhouette euclidean: {r.grouping}", "layer": probe,
                 "value": r.silhouette, "null_q95": r.null_q95, "p": r.p}
@@ -317,17 +287,59 @@ def main(argv=None) -> int:
                 for r in cen[cen.layer == probe].itertuples()
                 for k in ("mean_cosine_all_pairs", "cross_set_matched", "cross_set_mismatched",
                           "difference", "top1") if hasattr(r, k)]
-    summary = pd.DataFrame(summary)
-    summary["ci_low"], summary["ci_high"], summary["ci_unit"] = np.nan, np.nan, ""
+    frame = pd.DataFrame(summary)
+    frame["ci_low"], frame["ci_high"], frame["ci_unit"] = np.nan, np.nan, ""
     if len(set(sets)) == 2:
         for t in TREATMENTS:
             lo, hi = centroid_difference_ci(X, sets, labels, emotions, t)
-            at_row = summary.metric == f"centroid cosine {t}: difference"
-            summary.loc[at_row, ["ci_low", "ci_high", "ci_unit"]] = [
+            at_row = frame.metric == f"centroid cosine {t}: difference"
+            frame.loc[at_row, ["ci_low", "ci_high", "ci_unit"]] = [
                 lo, hi, "items (leave-one-out jackknife, normal interval)"]
-    summary["layer_rule"] = rule
-    out.csv("summary.csv", summary)
+    frame["layer_rule"] = rule
+    return frame
 
+
+@experiment_main
+def main(argv=None) -> int:
+    args = parse(argv)
+    stimuli, out = start_run(EXP_DIR, args, RESULTS)
+    ext = get_activations(EXP_DIR, args, stimuli)
+    if ext is None:
+        return 0
+    if args.source not in ext.acts:
+        raise LLMCTError(f"source {args.source!r} not extracted; have {sorted(ext.acts)}")
+    keep = np.array([s.label != "neutral" for s in stimuli])
+    items = [s for s, k in zip(stimuli, keep, strict=True) if k]
+    sets = np.array([s.set for s in items])
+    labels = np.array([s.label for s in items])
+    emotions = list(dict.fromkeys(labels))
+    acts = ext.acts[args.source][keep].astype(np.float64)
+    probe, rule = probe_layer(args, ext)
+    print(f"probe layer {probe}: {rule}")
+    if probe not in ext.layers:
+        raise LLMCTError(f"layer {probe} was not extracted (layers {ext.layers})")
+    groups = groupings(sets, labels, np.array([s.domain or "" for s in items]))
+    tag = {"model": args.model, "prompt": ext.manifest["prompt"], "source": args.source}
+    sil, cen = [], []
+    for j, layer in enumerate(ext.layers):
+        sil += [{**tag, "layer": layer, **r} for r in silhouettes(acts[:, j], groups, args.n_perm,
+                                                                   args.seed)]
+        rows, mats = centroid_rows(acts[:, j], sets, labels, emotions, 10_000, args.seed)
+        cen += [{**tag, "layer": layer, **r} for r in rows]
+        if layer == probe:
+            probe_mats = mats
+    sil, cen = pd.DataFrame(sil), pd.DataFrame(cen)
+    out.csv("silhouette_by_layer.csv", sil)
+    out.csv("centroid_cosine_by_layer.csv", cen)
+    X = acts[:, ext.layers.index(probe)]
+    pcs, ratios = pca_views(X, items, sets, labels)
+    out.csv("pca_probe_layer.csv", pcs)
+    out.csv("centroid_cosine_probe_layer.csv", pd.DataFrame(
+        [{"treatment": t, "a": f"{ka[1]} ({ka[0]})", "b": f"{kb[1]} ({kb[0]})",
+          "cosine": float(S[i, k])} for t, (keys, S) in probe_mats.items()
+         for i, ka in enumerate(keys) for k, kb in enumerate(keys)]))
+    summary = summary_table(sil, cen, X, sets, labels, emotions, probe, rule)
+    out.csv("summary.csv", summary)
     title = f"{args.model} {args.source}, {ext.manifest['prompt']} prompt"
     out.figure(plot_silhouettes(sil, probe, title), "silhouette_by_layer")
     out.figure(plot_centroid_curves(cen, probe, title), "centroid_cosine_by_layer")

@@ -231,6 +231,174 @@ def plot_rsa_matrices(mats: dict, layers: list[int], title: str):
     return fig
 
 
+def neutral_pc_rows(ev, neu, layers: list[int], tag: dict) -> list[dict]:
+    """Per layer: the neutral PCs removed (centred PCA) vs the uncentred SVD's top-2 share (the
+    trap of METHODS.md: an uncentred SVD finds the mean direction)."""
+    rows = []
+    for j, lay in enumerate(layers):
+        X = neu.acts["hidden_out"][:, j].astype(np.float64)
+        s = np.linalg.svd(X, compute_uv=False) ** 2
+        rows.append({**tag, "layer": lay, "n_neutral": len(X),
+                     "n_components_removed": int(ev.n_components[j]),
+                     "variance_explained_removed": float(ev.neutral_variance[j]),
+                     "uncentred_top2_share": float(s[:2].sum() / s.sum()),
+                     "centred_pc1_share": float(geo.pca(X, 1).explained_ratio[0])})
+    return rows
+
+
+def kind_clusters(V: np.ndarray, order, labels, affect: dict, args, base: dict
+                  ) -> tuple[pd.DataFrame, list[dict]]:
+    """PC1/PC2, k-means (unit vectors, full space; PC plane) and hierarchical order of one
+    kind's vectors ``V`` [E, d] at the analysis layer, and each clustering's agreement (ARI, p)
+    with the design's valence x arousal quadrants (``order``: the hierarchical leaf order)."""
+    pcs = geo.pca(V, 2)
+    scores = np.pad(pcs.scores, ((0, 0), (0, 2 - pcs.scores.shape[1])))
+    ratios = np.pad(pcs.explained_ratio, (0, 2 - len(pcs.explained_ratio)))
+    km_full = geo.kmeans(geo.unit_rows(V), args.k, seed=args.seed)
+    km_2d = geo.kmeans(scores, args.k, seed=args.seed)
+    frame = pd.DataFrame({**base, "emotion": labels, "valence": affect["valence"],
+                          "arousal": affect["arousal"], "quadrant": affect["quadrant"],
+                          "kmeans": km_full, "kmeans_2d": km_2d,
+                          "hier_order": np.argsort(order), "pc1": scores[:, 0],
+                          "pc2": scores[:, 1], "pc1_ratio": ratios[0], "pc2_ratio": ratios[1]})
+    agree = []
+    for name, cl in (("kmeans (unit vectors, full space)", km_full),
+                     ("kmeans (PC1-PC2 plane)", km_2d)):
+        ari, p = geo.cluster_agreement(cl, affect["quadrant"], n_perm=args.n_perm, seed=args.seed)
+        agree.append({**base, "clustering": name, "k": len(set(cl)),
+                      "reference": "valence x arousal quadrant", "ari": ari, "p": p})
+    return frame, agree
+
+
+def analyse_kinds(ev, layers: list[int], layer: int, affect: dict, args, tag: dict, load
+                  ) -> dict:
+    """Every analysis of 09 for each kind of vectors (projected, centred): affect axes by layer,
+    cross-layer RSA, cosines, clusters and their agreement, logit lens. Returns lists of rows
+    (``affect``, ``cos``, ``clusters``, ``agree``, ``lens_tok``, ``lens_rank``) and per-kind
+    dicts (``rsa``, ``clustered``, ``scatter``, ``word_test``)."""
+    labels = ev.labels
+    r: dict = {k: [] for k in ("affect", "cos", "clusters", "agree", "lens_tok", "lens_rank")}
+    r.update({k: {} for k in ("rsa", "clustered", "scatter", "word_test")})
+    for kind in KINDS:
+        arr = getattr(ev, kind)
+        for j, lay in enumerate(layers):
+            n_perm = min(args.n_perm, 1000) if lay == layer else 0
+            r["affect"] += [{**tag, "kind": kind, "layer": lay, **row}
+                            for row in affect_rows(arr[:, j], labels, affect, n_perm, args.seed)]
+        if len(labels) >= 3:
+            r["rsa"][kind] = geo.rsa_matrix([geo.cosine_matrix(arr[:, j])
+                                             for j in range(len(layers))])
+        V = ev.at(layer, kind)
+        S = geo.cosine_matrix(V)
+        base = {**tag, "kind": kind, "layer": layer}
+        r["cos"] += [{**base, "a": a, "b": b, "cosine": S[i, k]}
+                     for i, a in enumerate(labels) for k, b in enumerate(labels)]
+        Z, order = geo.hierarchical(V)
+        r["clustered"][kind] = (labels, S, Z, order)
+        frame, agree = kind_clusters(V, order, labels, affect, args, base)
+        r["clusters"].append(frame)
+        r["scatter"][kind] = frame
+        r["agree"] += agree
+        toks, ranks, R = lens_rows(load()[0], load()[1], V, labels, args.top_k)
+        r["lens_tok"] += [{**base, **row} for row in toks]
+        r["lens_rank"] += [{**base, **row} for row in ranks]
+        r["word_test"][kind] = geo.correspondence_test(-R.T.astype(float), n_perm=args.n_perm,
+                                                       seed=args.seed)
+    return r
+
+
+def save_libraries(out: Outputs, names: tuple[str, str], ev, ext, args, sets, n_neutral: int
+                   ) -> None:
+    """The projected and raw-centred vector libraries (safetensors + metadata; 11 and the CT
+    scan read them), each with the mean over emotions as its baseline."""
+    meta = {"model": args.model, "model_fingerprint": ext.manifest["model_fingerprint"],
+            "layers": ev.layers, "language": args.language,
+            "pooling": pooling_description(args.mean_from), "mean_from": args.mean_from,
+            "source": "hidden_out", "counts": ev.counts,
+            "default_layer": default_layer(ext.n_layers), "neutral_variance": args.variance,
+            "n_neutral": n_neutral, "n_neutral_components": [int(x) for x in ev.n_components],
+            "stimuli": f"sets {sets[0]} + {sets[1]} ({args.language})",
+            "experiment": "09_emotion_vectors"}
+    baseline = {"baseline": ev.means.mean(axis=0)}  # [L, d]: the mean over emotions
+    save_vector_library(out.path(names[0]), ev.projected, ev.labels,
+                        {**meta, "method": "story means, centred over emotions, neutral PCs "
+                         f"({args.variance:.0%} of variance) projected out"},
+                        overwrite=args.overwrite, extras=baseline)
+    save_vector_library(out.path(names[1]), ev.centred, ev.labels,
+                        {**meta, "method": "story means, centred over emotions (raw-centred)"},
+                        overwrite=args.overwrite, extras=baseline)
+
+
+def summary_table(nrow: dict, affect_df: pd.DataFrame, r: dict, layers: list[int], layer: int,
+                  args) -> pd.DataFrame:
+    """09's long ``summary.csv`` at the analysis layer (columns language, layer, kind, metric,
+    value, p)."""
+    agree, rank_df = pd.DataFrame(r["agree"]), pd.DataFrame(r["lens_rank"])
+    summary = [{"kind": "neutral", "metric": "neutral PCs removed (centred PCA, "
+                f"{args.variance:.0%} of variance)", "value": nrow["n_components_removed"],
+                "p": np.nan},
+               {"kind": "neutral", "metric": "uncentred neutral SVD: top-2 share (the trap)",
+                "value": nrow["uncentred_top2_share"], "p": np.nan}]
+    at = affect_df[affect_df.layer == layer]
+    summary += [{"kind": x.kind, "metric": f"{x.pc} x {x.axis} (LOO pole projection) r; p: "
+                 f"|r| vs {x.n_perm} shuffled pole assignments", "value": x.r_pole_projection,
+                 "p": x.p_perm} for x in at.itertuples()]
+    summary += [{"kind": x.kind, "metric": f"{x.pc} x {x.axis} (design rating) r",
+                 "value": x.r_rating, "p": x.p_rating} for x in at.itertuples()]
+    summary += [{"kind": k, "metric": "cos(valence direction, arousal direction)",
+                 "value": at[at.kind == k].cos_valence_arousal_directions.iloc[0], "p": np.nan}
+                for k in KINDS if len(at[at.kind == k])]
+    summary += [{"kind": x.kind, "metric": f"ARI {x.clustering} vs quadrants", "value": x.ari,
+                 "p": x.p} for x in agree.itertuples()]
+    summary += [{"kind": k, "metric": "median vocab rank of emotion word in lens (0=top)",
+                 "value": float(g["rank"].median()), "p": np.nan}
+                for k, g in rank_df.groupby("kind", sort=False)]
+    summary += [{"kind": k, "metric": "same word under other vectors: median rank",
+                 "value": float(g["rank_under_other_vectors_median"].median()), "p": np.nan}
+                for k, g in rank_df.groupby("kind", sort=False)]
+    summary += [{"kind": k, "metric": "lens: each emotion word ranked highest by its own "
+                 "vector (share; p: own vs other vectors' ranks, shuffled)", "value": w["top1"],
+                 "p": w["p"]} for k, w in r["word_test"].items()]
+    summary += [{"kind": k, "metric": f"mean cross-layer RSA with layer {layer}",
+                 "value": float(np.nanmean(np.delete(M[layers.index(layer)],
+                                                     layers.index(layer)))), "p": np.nan}
+                for k, M in r["rsa"].items()]
+    frame = pd.DataFrame(summary)
+    frame.insert(0, "layer", layer)
+    frame.insert(0, "language", args.language)
+    return frame
+
+
+def write_tables(out: Outputs, r: dict, affect_df: pd.DataFrame, layers: list[int],
+                 tag: dict) -> None:
+    out.csv("affect_axes_by_layer.csv", affect_df)
+    out.csv("cosine_matrix.csv", pd.DataFrame(r["cos"]))
+    out.csv("clusters.csv", pd.concat(r["clusters"], ignore_index=True))
+    out.csv("cluster_agreement.csv", pd.DataFrame(r["agree"]))
+    out.csv("logit_lens.csv", pd.DataFrame(r["lens_tok"]))
+    out.csv("lens_emotion_word_rank.csv", pd.DataFrame(r["lens_rank"]))
+    out.csv("cross_layer_rsa.csv", pd.DataFrame(
+        [{**tag, "kind": kind, "layer_a": a, "layer_b": b, "spearman": M[i, k]}
+         for kind, M in r["rsa"].items() for i, a in enumerate(layers)
+         for k, b in enumerate(layers)]))
+
+
+def draw(out: Outputs, r: dict, affect_df: pd.DataFrame, layers: list[int], layer: int,
+         args) -> None:
+    title = f"{args.model}, {args.language} stories, layer {layer}"
+    out.figure(plot_clustered(r["clustered"], title), "cosine_clustered")
+    out.figure(plot_scatter(r["scatter"], "kmeans", f"{title}: k-means (k={args.k}) on unit "
+                            "vectors; marker = valence x arousal quadrant"), "kmeans_pca")
+    out.figure(plot_scatter(r["scatter"], "quadrant", f"{title}: PC1/PC2 of the vectors, "
+                            "coloured by the design's valence x arousal quadrant"), "affect_pcs")
+    out.figure(plot_affect_by_layer(affect_df, layer,
+                                    f"{args.model}, {args.language}: PCs vs affect"),
+               "affect_by_layer")
+    if r["rsa"]:
+        out.figure(plot_rsa_matrices(r["rsa"], layers, f"{args.model}, {args.language}"),
+                   "cross_layer_rsa")
+
+
 @experiment_main
 def main(argv=None) -> int:
     args = parse(argv)
@@ -253,146 +421,21 @@ def main(argv=None) -> int:
     ev, ext, neu = story_vectors(folder, stories, neutral, load=load, mean_from=args.mean_from,
                                  variance=args.variance, batch_size=args.batch_size,
                                  model_name=args.model, progress=args.progress)
-    labels, layers = ev.labels, ev.layers
+    layers = ev.layers
     layer = args.layer if args.layer is not None else default_layer(ext.n_layers)
     if layer not in layers:
         raise LLMCTError(f"layer {layer} not extracted (layers {layers})")
-    affect = affect_poles(stories, labels)
+    affect = affect_poles(stories, ev.labels)
     tag = {"model": args.model, "language": lang}
-
-    # neutral PCs: centred (what is projected out) vs the uncentred SVD (the trap)
-    neutral_rows = []
-    for j, lay in enumerate(layers):
-        X = neu.acts["hidden_out"][:, j].astype(np.float64)
-        s = np.linalg.svd(X, compute_uv=False) ** 2
-        neutral_rows.append({**tag, "layer": lay, "n_neutral": len(X),
-                             "n_components_removed": int(ev.n_components[j]),
-                             "variance_explained_removed": float(ev.neutral_variance[j]),
-                             "uncentred_top2_share": float(s[:2].sum() / s.sum()),
-                             "centred_pc1_share": float(geo.pca(X, 1).explained_ratio[0])})
+    neutral_rows = neutral_pc_rows(ev, neu, layers, tag)
     out.csv("neutral_pcs.csv", pd.DataFrame(neutral_rows))
-
-    affect_rows_all, rsa_mats, clustered, cluster_rows, agree_rows = [], {}, {}, [], []
-    lens_tok, lens_rank, cos_rows, scatter, word_test = [], [], [], {}, {}
-    for kind in KINDS:
-        arr = getattr(ev, kind)
-        for j, lay in enumerate(layers):
-            n_perm = min(args.n_perm, 1000) if lay == layer else 0
-            affect_rows_all += [{**tag, "kind": kind, "layer": lay, **r}
-                                for r in affect_rows(arr[:, j], labels, affect, n_perm,
-                                                     args.seed)]
-        if len(labels) >= 3:
-            rsa_mats[kind] = geo.rsa_matrix([geo.cosine_matrix(arr[:, j])
-                                             for j in range(len(layers))])
-        V = ev.at(layer, kind)
-        S = geo.cosine_matrix(V)
-        cos_rows += [{**tag, "kind": kind, "layer": layer, "a": a, "b": b, "cosine": S[i, k]}
-                     for i, a in enumerate(labels) for k, b in enumerate(labels)]
-        Z, order = geo.hierarchical(V)
-        clustered[kind] = (labels, S, Z, order)
-        pcs = geo.pca(V, 2)
-        scores = np.pad(pcs.scores, ((0, 0), (0, 2 - pcs.scores.shape[1])))
-        ratios = np.pad(pcs.explained_ratio, (0, 2 - len(pcs.explained_ratio)))
-        km_full = geo.kmeans(geo.unit_rows(V), args.k, seed=args.seed)
-        km_2d = geo.kmeans(scores, args.k, seed=args.seed)
-        frame = pd.DataFrame({**tag, "kind": kind, "layer": layer, "emotion": labels,
-                              "valence": affect["valence"], "arousal": affect["arousal"],
-                              "quadrant": affect["quadrant"], "kmeans": km_full,
-                              "kmeans_2d": km_2d, "hier_order": np.argsort(order),
-                              "pc1": scores[:, 0], "pc2": scores[:, 1],
-                              "pc1_ratio": ratios[0], "pc2_ratio": ratios[1]})
-        cluster_rows.append(frame)
-        scatter[kind] = frame
-        for name, cl in (("kmeans (unit vectors, full space)", km_full),
-                         ("kmeans (PC1-PC2 plane)", km_2d)):
-            ari, p = geo.cluster_agreement(cl, affect["quadrant"], n_perm=args.n_perm,
-                                           seed=args.seed)
-            agree_rows.append({**tag, "kind": kind, "layer": layer, "clustering": name,
-                               "k": len(set(cl)), "reference": "valence x arousal quadrant",
-                               "ari": ari, "p": p})
-        toks, ranks, R = lens_rows(load()[0], load()[1], V, labels, args.top_k)
-        lens_tok += [{**tag, "kind": kind, "layer": layer, **r} for r in toks]
-        lens_rank += [{**tag, "kind": kind, "layer": layer, **r} for r in ranks]
-        word_test[kind] = geo.correspondence_test(-R.T.astype(float), n_perm=args.n_perm,
-                                                  seed=args.seed)
-
-    affect_df = pd.DataFrame(affect_rows_all)
-    out.csv("affect_axes_by_layer.csv", affect_df)
-    out.csv("cosine_matrix.csv", pd.DataFrame(cos_rows))
-    out.csv("clusters.csv", pd.concat(cluster_rows, ignore_index=True))
-    agree = pd.DataFrame(agree_rows)
-    out.csv("cluster_agreement.csv", agree)
-    out.csv("logit_lens.csv", pd.DataFrame(lens_tok))
-    rank_df = pd.DataFrame(lens_rank)
-    out.csv("lens_emotion_word_rank.csv", rank_df)
-    out.csv("cross_layer_rsa.csv", pd.DataFrame(
-        [{**tag, "kind": kind, "layer_a": a, "layer_b": b, "spearman": M[i, k]}
-         for kind, M in rsa_mats.items() for i, a in enumerate(layers)
-         for k, b in enumerate(layers)]))
-
-    meta = {"model": args.model, "model_fingerprint": ext.manifest["model_fingerprint"],
-            "layers": layers, "language": lang, "pooling": pooling_description(args.mean_from),
-            "mean_from": args.mean_from, "source": "hidden_out", "counts": ev.counts,
-            "default_layer": default_layer(ext.n_layers), "neutral_variance": args.variance,
-            "n_neutral": len(neutral),
-            "n_neutral_components": [int(x) for x in ev.n_components],
-            "stimuli": f"sets {sets[0]} + {sets[1]} ({lang})",
-            "experiment": "09_emotion_vectors"}
-    baseline = {"baseline": ev.means.mean(axis=0)}  # [L, d]: the mean over emotions
-    save_vector_library(out.path(library_names[0]), ev.projected, labels,
-                        {**meta, "method": "story means, centred over emotions, neutral PCs "
-                         f"({args.variance:.0%} of variance) projected out"},
-                        overwrite=args.overwrite, extras=baseline)
-    save_vector_library(out.path(library_names[1]), ev.centred, labels,
-                        {**meta, "method": "story means, centred over emotions (raw-centred)"},
-                        overwrite=args.overwrite, extras=baseline)
-
-    nrow = neutral_rows[layers.index(layer)]
-    summary = [{"kind": "neutral", "metric": "neutral PCs removed (centred PCA, "
-                f"{args.variance:.0%} of variance)", "value": nrow["n_components_removed"],
-                "p": np.nan},
-               {"kind": "neutral", "metric": "uncentred neutral SVD: top-2 share (the trap)",
-                "value": nrow["uncentred_top2_share"], "p": np.nan}]
-    at = affect_df[affect_df.layer == layer]
-    summary += [{"kind": r.kind, "metric": f"{r.pc} x {r.axis} (LOO pole projection) r; p: "
-                 f"|r| vs {r.n_perm} shuffled pole assignments", "value": r.r_pole_projection,
-                 "p": r.p_perm} for r in at.itertuples()]
-    summary += [{"kind": r.kind, "metric": f"{r.pc} x {r.axis} (design rating) r",
-                 "value": r.r_rating, "p": r.p_rating} for r in at.itertuples()]
-    summary += [{"kind": k, "metric": "cos(valence direction, arousal direction)",
-                 "value": at[at.kind == k].cos_valence_arousal_directions.iloc[0], "p": np.nan}
-                for k in KINDS if len(at[at.kind == k])]
-    summary += [{"kind": r.kind, "metric": f"ARI {r.clustering} vs quadrants", "value": r.ari,
-                 "p": r.p} for r in agree.itertuples()]
-    summary += [{"kind": k, "metric": "median vocab rank of emotion word in lens (0=top)",
-                 "value": float(g["rank"].median()), "p": np.nan}
-                for k, g in rank_df.groupby("kind", sort=False)]
-    summary += [{"kind": k, "metric": "same word under other vectors: median rank",
-                 "value": float(g["rank_under_other_vectors_median"].median()), "p": np.nan}
-                for k, g in rank_df.groupby("kind", sort=False)]
-    summary += [{"kind": k, "metric": "lens: each emotion word ranked highest by its own "
-                 "vector (share; p: own vs other vectors' ranks, shuffled)", "value": t["top1"],
-                 "p": t["p"]} for k, t in word_test.items()]
-    summary += [{"kind": k, "metric": f"mean cross-layer RSA with layer {layer}",
-                 "value": float(np.nanmean(np.delete(M[layers.index(layer)],
-                                                     layers.index(layer)))), "p": np.nan}
-                for k, M in rsa_mats.items()]
-    summary = pd.DataFrame(summary)
-    summary.insert(0, "layer", layer)
-    summary.insert(0, "language", lang)
+    r = analyse_kinds(ev, layers, layer, affect, args, tag, load)
+    affect_df = pd.DataFrame(r["affect"])
+    write_tables(out, r, affect_df, layers, tag)
+    save_libraries(out, library_names, ev, ext, args, sets, len(neutral))
+    summary = summary_table(neutral_rows[layers.index(layer)], affect_df, r, layers, layer, args)
     out.csv("summary.csv", summary)
-
-    title = f"{args.model}, {lang} stories, layer {layer}"
-    out.figure(plot_clustered(clustered, title), "cosine_clustered")
-    out.figure(plot_scatter(scatter, "kmeans", f"{title}: k-means (k={args.k}) on unit "
-                            "vectors; marker = valence x arousal quadrant"), "kmeans_pca")
-    out.figure(plot_scatter(scatter, "quadrant", f"{title}: PC1/PC2 of the vectors, coloured "
-                            "by the design's valence x arousal quadrant"), "affect_pcs")
-    out.figure(plot_affect_by_layer(affect_df, layer, f"{args.model}, {lang}: PCs vs affect"),
-               "affect_by_layer")
-    if rsa_mats:
-        out.figure(plot_rsa_matrices(rsa_mats, layers, f"{args.model}, {lang}"),
-                   "cross_layer_rsa")
+    draw(out, r, affect_df, layers, layer, args)
     print(summary.to_string(index=False))
     return 0
 

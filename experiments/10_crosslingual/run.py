@@ -163,10 +163,100 @@ def plot_rsa_detail(mats: dict, nulls: dict, results: dict, labels, title: str):
     return fig
 
 
+def compare_at_layer(Va: np.ndarray, Vb: np.ndarray, labels: list[str], args, base: dict
+                     ) -> tuple[dict, list[dict], dict, dict, dict, tuple]:
+    """One layer's comparison of two languages' vectors ``Va``, ``Vb`` [E, d] (rows aligned by
+    emotion): same-emotion cosine vs mismatched, RSA of the cosine matrices with its shuffle
+    null, Procrustes vs shuffled pairs, geodesic vs Euclidean RSA. Returns the rows (cosine,
+    per-emotion, RSA, Procrustes, geodesic) and ``(Sa, Sb, rsa result)`` for the detail plot."""
+    cross = geo.cosine_matrix(Va, Vb)
+    test = geo.correspondence_test(cross, n_perm=args.n_perm, seed=args.seed)
+    per_emotion = [{**base, "emotion": e, "cosine": cross[i, i]} for i, e in enumerate(labels)]
+    Sa, Sb = geo.cosine_matrix(Va), geo.cosine_matrix(Vb)
+    res = geo.rsa(Sa, Sb, n_perm=args.n_perm, seed=args.seed)
+    q95, q999 = res.null_quantiles
+    rsa_row = {**base, "rsa_spearman": res.r, "p": res.p, "n_pairs": res.n_pairs,
+               "n_perm": args.n_perm, "null_mean": float(res.null.mean()), "null_q95": q95,
+               "null_q999": q999, "null_max": float(res.null.max())}
+    pr = geo.procrustes_test(Va, Vb, n_perm=args.procrustes_perm, seed=args.seed)
+    proc_row = {**base, **{k: v for k, v in pr.items() if k != "null"}}
+    geo_row = {**base, **geodesic_row(Va, Vb, args.knn, min(args.n_perm, 2000), args.seed)}
+    return {**base, **test}, per_emotion, rsa_row, proc_row, geo_row, (Sa, Sb, res)
+
+
+def summary_rows(kind: str, f: dict, layers: list[int], layer: int) -> list[dict]:
+    """10's summary lines of one kind of vectors at the analysis layer (``f``: the by-layer
+    tables ``cos``, ``rsa``, ``proc``, ``geo``)."""
+    def at(name):
+        df = f[name]
+        return df[(df.kind == kind) & (df.layer == layer)].iloc[0]
+
+    c, r, p, g = at("cos"), at("rsa"), at("proc"), at("geo")
+    rsa_k = f["rsa"][f["rsa"].kind == kind]
+    best = rsa_k.sort_values("rsa_spearman").iloc[-1]
+    return [
+        {"kind": kind, "metric": "same-emotion cosine EN-JA (mean)", "value": c.matched,
+         "null": c.mismatched, "p": c.p},
+        {"kind": kind, "metric": "top-1 matching EN->JA", "value": c.top1,
+         "null": c.chance_top1, "p": np.nan},
+        {"kind": kind, "metric": "RSA Spearman (upper triangles)", "value": r.rsa_spearman,
+         "null": r.null_q95, "p": r.p},
+        {"kind": kind, "metric": f"RSA max over layers (layer {int(best.layer)})",
+         "value": best.rsa_spearman, "null": best.null_q95, "p": best.p},
+        {"kind": kind, "metric": "RSA layer 0 (lexical/positional baseline)",
+         "value": rsa_k[rsa_k.layer == layers[0]].rsa_spearman.iloc[0], "null": np.nan,
+         "p": np.nan},
+        {"kind": kind, "metric": "Procrustes fit (mean cosine, in-sample)", "value": p.fit,
+         "null": p.null_q95, "p": p.p},
+        {"kind": kind, "metric": "Procrustes leave-one-out top-1", "value": p.loo_top1,
+         "null": p.chance_top1, "p": np.nan},
+        {"kind": kind, "metric": "RSA Euclidean distances", "value": g.rsa_euclidean,
+         "null": np.nan, "p": g.p_euclidean},
+        {"kind": kind, "metric": f"RSA geodesic distances (k={int(g.k_used)})",
+         "value": g.rsa_geodesic, "null": np.nan, "p": g.p_geodesic},
+        {"kind": kind, "metric": "geodesic - Euclidean RSA (jackknife 95% CI)",
+         "value": g.geodesic_minus_euclidean, "null": np.nan, "p": np.nan,
+         "ci_low": g.ci_low, "ci_high": g.ci_high, "ci_unit": g.ci_unit}]
+
+
+def load_vectors(args, folder: Path, load) -> tuple[dict, int]:
+    """Both languages' emotion vectors (09's method; activations read from or added to the
+    shared story store) and the model's number of layers."""
+    sets, vecs, n_layers = story_sets(args), {}, 0
+    for lang in args.languages:
+        stories, neutral = story_stimuli(lang, emotions=args.emotions, limit=args.limit,
+                                         stories_set=sets[0], neutral_set=sets[1])
+        vecs[lang], ext, _ = story_vectors(folder, stories, neutral, load=load,
+                                           mean_from=args.mean_from, variance=args.variance,
+                                           batch_size=args.batch_size, model_name=args.model,
+                                           progress=args.progress)
+        n_layers = ext.n_layers
+    return vecs, n_layers
+
+
+def draw(out: Outputs, f: dict, detail: dict, labels: list[str], layer: int, args) -> None:
+    la, lb = args.languages
+    title = f"{args.model}: {la} vs {lb} emotion vectors ({len(labels)} emotions)"
+    out.figure(plot_cosine(f["cos"], f["per_emotion"], layer, title), "crosslingual_cosine")
+    out.figure(plot_stat_by_layer(f["rsa"], "rsa_spearman", "null_q95", "Spearman rho",
+                                  f"{title}\nRSA of cosine matrices", layer), "rsa_by_layer")
+    mats = {k: (Sa, Sb) for k, (Sa, Sb, _) in detail.items()}
+    out.figure(plot_rsa_detail(mats, {k: d[2].null for k, d in detail.items()},
+                               {k: d[2] for k, d in detail.items()}, labels,
+                               f"{title}, layer {layer}"), "rsa_at_layer")
+    out.figure(plot_stat_by_layer(f["proc"], "fit", "null_q95", "mean cosine after alignment",
+                                  f"{title}\nProcrustes: in-sample fit vs shuffled pairs; "
+                                  "dashed: leave-one-out top-1 (chance 1/n)", layer,
+                                  extra=("loo_top1", "LOO top-1")), "procrustes_by_layer")
+    out.figure(plot_stat_by_layer(f["geo"], "rsa_geodesic", None, "Spearman rho (EN vs JA)",
+                                  f"{title}\ngeodesic (solid) vs Euclidean (dashed) distances",
+                                  layer, extra=("rsa_euclidean", "Euclidean")),
+               "geodesic_by_layer")
+
+
 @experiment_main
 def main(argv=None) -> int:
     args = parse(argv)
-    sets = story_sets(args)
     out = Outputs(story_out_dir(EXP_DIR, args), args.overwrite)
     out.claim([*CSVS, *(f"{f}.{e}" for f in FIGURES for e in ("png", "svg"))])
     cache: list = []
@@ -178,112 +268,44 @@ def main(argv=None) -> int:
 
     folder = activation_dir_for(EXP_DIR, args, prompt=f"story-mean{args.mean_from}")
     la, lb = args.languages
-    vecs = {}
-    for lang in (la, lb):
-        stories, neutral = story_stimuli(lang, emotions=args.emotions, limit=args.limit,
-                                         stories_set=sets[0], neutral_set=sets[1])
-        vecs[lang], ext, _ = story_vectors(folder, stories, neutral, load=load,
-                                           mean_from=args.mean_from, variance=args.variance,
-                                           batch_size=args.batch_size, model_name=args.model,
-                                           progress=args.progress)
+    vecs, n_layers = load_vectors(args, folder, load)
     labels = [e for e in vecs[la].labels if e in vecs[lb].labels]
     if len(labels) < 3:
         raise LLMCTError(f"need >= 3 emotions present in both languages, got {labels}")
     ia = [vecs[la].labels.index(e) for e in labels]
     ib = [vecs[lb].labels.index(e) for e in labels]
     layers = vecs[la].layers
-    layer = args.layer if args.layer is not None else default_layer(ext.n_layers)
+    layer = args.layer if args.layer is not None else default_layer(n_layers)
     if layer not in layers:
         raise LLMCTError(f"layer {layer} not extracted (layers {layers})")
     tag = {"model": args.model, "languages": f"{la}-{lb}", "n_emotions": len(labels)}
-
-    cos_rows, per_emotion, rsa_rows, proc_rows, geo_rows = [], [], [], [], []
-    detail_mats, detail_nulls, detail_rsa = {}, {}, {}
+    rows: dict = {k: [] for k in ("cos", "per_emotion", "rsa", "proc", "geo")}
+    detail: dict = {}
     for kind in KINDS:
         A, B = getattr(vecs[la], kind)[ia], getattr(vecs[lb], kind)[ib]
         for j, lay in enumerate(layers):
-            Va, Vb = A[:, j], B[:, j]
-            cross = geo.cosine_matrix(Va, Vb)
-            test = geo.correspondence_test(cross, n_perm=args.n_perm, seed=args.seed)
-            cos_rows.append({**tag, "kind": kind, "layer": lay, **test})
-            per_emotion += [{**tag, "kind": kind, "layer": lay, "emotion": e,
-                             "cosine": cross[i, i]} for i, e in enumerate(labels)]
-            Sa, Sb = geo.cosine_matrix(Va), geo.cosine_matrix(Vb)
-            res = geo.rsa(Sa, Sb, n_perm=args.n_perm, seed=args.seed)
-            q95, q999 = res.null_quantiles
-            rsa_rows.append({**tag, "kind": kind, "layer": lay, "rsa_spearman": res.r, "p": res.p,
-                             "n_pairs": res.n_pairs, "n_perm": args.n_perm,
-                             "null_mean": float(res.null.mean()), "null_q95": q95,
-                             "null_q999": q999, "null_max": float(res.null.max())})
-            pr = geo.procrustes_test(Va, Vb, n_perm=args.procrustes_perm, seed=args.seed)
-            proc_rows.append({**tag, "kind": kind, "layer": lay,
-                              **{k: v for k, v in pr.items() if k != "null"}})
-            geo_rows.append({**tag, "kind": kind, "layer": lay,
-                             **geodesic_row(Va, Vb, args.knn, min(args.n_perm, 2000),
-                                            args.seed)})
+            c, pe, r, p, g, d = compare_at_layer(A[:, j], B[:, j], labels, args,
+                                                 {**tag, "kind": kind, "layer": lay})
+            rows["cos"].append(c)
+            rows["per_emotion"] += pe
+            rows["rsa"].append(r)
+            rows["proc"].append(p)
+            rows["geo"].append(g)
             if lay == layer:
-                detail_mats[kind], detail_nulls[kind], detail_rsa[kind] = (Sa, Sb), res.null, res
-    cos_df, rsa_df = pd.DataFrame(cos_rows), pd.DataFrame(rsa_rows)
-    proc_df, geo_df = pd.DataFrame(proc_rows), pd.DataFrame(geo_rows)
-    out.csv("crosslingual_cosine_by_layer.csv", cos_df)
-    pe_df = pd.DataFrame(per_emotion)
-    out.csv("per_emotion_cosine.csv", pe_df)
-    out.csv("rsa_by_layer.csv", rsa_df)
-    out.csv("procrustes_by_layer.csv", proc_df)
-    out.csv("geodesic_by_layer.csv", geo_df)
+                detail[kind] = d
+    f = {k: pd.DataFrame(v) for k, v in rows.items()}
+    for name, key in (("crosslingual_cosine_by_layer", "cos"), ("per_emotion_cosine",
+                      "per_emotion"), ("rsa_by_layer", "rsa"), ("procrustes_by_layer", "proc"),
+                      ("geodesic_by_layer", "geo")):
+        out.csv(f"{name}.csv", f[key])
     out.csv("rsa_null_at_layer.csv", pd.DataFrame(
         [{"kind": k, "layer": layer, "shuffle": i, "null_spearman": v}
-         for k, null in detail_nulls.items() for i, v in enumerate(null)]))
-
-    summary = []
-    for kind in KINDS:
-        c = cos_df[(cos_df.kind == kind) & (cos_df.layer == layer)].iloc[0]
-        r = rsa_df[(rsa_df.kind == kind) & (rsa_df.layer == layer)].iloc[0]
-        p = proc_df[(proc_df.kind == kind) & (proc_df.layer == layer)].iloc[0]
-        g = geo_df[(geo_df.kind == kind) & (geo_df.layer == layer)].iloc[0]
-        best = rsa_df[rsa_df.kind == kind].sort_values("rsa_spearman").iloc[-1]
-        summary += [
-            {"kind": kind, "metric": "same-emotion cosine EN-JA (mean)", "value": c.matched,
-             "null": c.mismatched, "p": c.p},
-            {"kind": kind, "metric": "top-1 matching EN->JA", "value": c.top1,
-             "null": c.chance_top1, "p": np.nan},
-            {"kind": kind, "metric": "RSA Spearman (upper triangles)", "value": r.rsa_spearman,
-             "null": r.null_q95, "p": r.p},
-            {"kind": kind, "metric": f"RSA max over layers (layer {int(best.layer)})",
-             "value": best.rsa_spearman, "null": best.null_q95, "p": best.p},
-            {"kind": kind, "metric": "RSA layer 0 (lexical/positional baseline)",
-             "value": rsa_df[(rsa_df.kind == kind) & (rsa_df.layer == layers[0])]
-             .rsa_spearman.iloc[0], "null": np.nan, "p": np.nan},
-            {"kind": kind, "metric": "Procrustes fit (mean cosine, in-sample)", "value": p.fit,
-             "null": p.null_q95, "p": p.p},
-            {"kind": kind, "metric": "Procrustes leave-one-out top-1", "value": p.loo_top1,
-             "null": p.chance_top1, "p": np.nan},
-            {"kind": kind, "metric": "RSA Euclidean distances", "value": g.rsa_euclidean,
-             "null": np.nan, "p": g.p_euclidean},
-            {"kind": kind, "metric": f"RSA geodesic distances (k={int(g.k_used)})",
-             "value": g.rsa_geodesic, "null": np.nan, "p": g.p_geodesic},
-            {"kind": kind, "metric": "geodesic - Euclidean RSA (jackknife 95% CI)",
-             "value": g.geodesic_minus_euclidean, "null": np.nan, "p": np.nan,
-             "ci_low": g.ci_low, "ci_high": g.ci_high, "ci_unit": g.ci_unit}]
-    summary = pd.DataFrame(summary)
+         for k, d in detail.items() for i, v in enumerate(d[2].null)]))
+    summary = pd.DataFrame([s for kind in KINDS for s in summary_rows(kind, f, layers, layer)])
     summary.insert(0, "layer", layer)
     summary.insert(0, "languages", f"{la}-{lb}")
     out.csv("summary.csv", summary)
-
-    title = f"{args.model}: {la} vs {lb} emotion vectors ({len(labels)} emotions)"
-    out.figure(plot_cosine(cos_df, pe_df, layer, title), "crosslingual_cosine")
-    out.figure(plot_stat_by_layer(rsa_df, "rsa_spearman", "null_q95", "Spearman rho",
-                                  f"{title}\nRSA of cosine matrices", layer), "rsa_by_layer")
-    out.figure(plot_rsa_detail(detail_mats, detail_nulls, detail_rsa, labels,
-                               f"{title}, layer {layer}"), "rsa_at_layer")
-    out.figure(plot_stat_by_layer(proc_df, "fit", "null_q95", "mean cosine after alignment",
-                                  f"{title}\nProcrustes: in-sample fit vs shuffled pairs; "
-                                  "dashed: leave-one-out top-1 (chance 1/n)", layer,
-                                  extra=("loo_top1", "LOO top-1")), "procrustes_by_layer")
-    out.figure(plot_stat_by_layer(geo_df, "rsa_geodesic", None, "Spearman rho (EN vs JA)",
-                                  f"{title}\ngeodesic (solid) vs Euclidean (dashed) distances",
-                                  layer, extra=("rsa_euclidean", "Euclidean")),
-               "geodesic_by_layer")
+    draw(out, f, detail, labels, layer, args)
     print(summary.to_string(index=False))
     return 0
 

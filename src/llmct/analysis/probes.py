@@ -426,61 +426,73 @@ def probe_suite(
             transfers = [(a, b) for a, b in transfers if a in present and b in present]
         plan = plan_suite(labels, sets, transfers=transfers, exclude_labels=exclude_labels,
                           min_per_class=min_per_class)
-    frames = []
-
-    def rows_of(name: str) -> np.ndarray:
-        return np.flatnonzero((sets == name) & np.isin(labels, plan.within[name]))
-
-    def tag(df: pd.DataFrame, train: str, test: str, n_train: int, n_test: int, k: int):
-        df.insert(0, "test_set", test)
-        df.insert(0, "train_set", train)
-        df["n_train"], df["n_test"], df["n_classes"] = n_train, n_test, k
-        frames.append(df)
-
+    grid = {"layers": layers, "n_layers": n_layers, "C": C}
     group_of = None if groups is None else np.asarray(list(groups), dtype=object)
+    frames = []
     for name in plan.within:
-        idx = rows_of(name)
-        y = labels[idx]
+        idx = np.flatnonzero((sets == name) & np.isin(labels, plan.within[name]))
         g = None if group_of is None or all(v is None for v in group_of[idx]) else group_of[idx]
-        folds = make_folds(y, g)
         sub = {s: a[idx] for s, a in acts.items()}
-        n_test = len(idx) // len(folds)
-        k = len(np.unique(y))
-        oof: dict[str, np.ndarray] = {}
-        want_oof = peaks_out is not None or proba_out is not None
-        curve = layer_sweep(sub, y, folds, layers=layers, n_layers=n_layers, C=C,
-                            oof=oof if want_oof else None)
-        tag(curve, name, name, len(idx) - n_test, n_test, k)
-        if peaks_out is not None:
-            peaks_out += peak_rows(oof, y, layers, name, n_boot=n_boot)
-        if proba_out is not None:
-            proba_out[(name, name)] = (y, oof)
-        if seeds_out is not None and fold_seeds > 1:
-            seeds_out += [{"train_set": name, "test_set": name, **r} for r in fold_seed_rows(
-                sub, y, g, curve, layers, n_layers, n_seeds=fold_seeds, C=C)]
-        tag(layer_sweep(sub, shuffled(y), folds, layers=layers, n_layers=n_layers,
-                        control="shuffled", C=C), name, name, len(idx) - n_test, n_test, k)
-        text_rows = text_baseline_rows(texts[idx], y, folds, g, C=C)
-        legacy = {**text_rows[0], "control": "text_tfidf"}  # the word TF-IDF row, v1 name
-        tag(pd.DataFrame([legacy, *text_rows]), name, name, len(idx) - n_test, n_test, k)
-
+        frames += _within_set_frames(name, sub, labels[idx], texts[idx], g, grid,
+                                     peaks_out=peaks_out, n_boot=n_boot, proba_out=proba_out,
+                                     fold_seeds=fold_seeds, seeds_out=seeds_out)
     for train, test, shared in plan.transfers:
         tr = np.flatnonzero((sets == train) & np.isin(labels, shared))
         te = np.flatnonzero((sets == test) & np.isin(labels, shared))
-        a_tr = {s: a[tr] for s, a in acts.items()}
-        a_te = {s: a[te] for s, a in acts.items()}
-        k = len(shared)
-        proba: dict[str, np.ndarray] = {}
-        tag(transfer_sweep(a_tr, labels[tr], a_te, labels[te], layers=layers, n_layers=n_layers,
-                           C=C, proba_out=proba), train, test, len(tr), len(te), k)
-        if proba_out is not None:
-            proba_out[(train, test)] = (labels[te], proba)
-        tag(transfer_sweep(a_tr, shuffled(labels[tr]), a_te, labels[te], layers=layers,
-                           n_layers=n_layers, control="shuffled", C=C), train, test, len(tr),
-            len(te), k)
-        text = text_transfer_auroc(texts[tr], labels[tr], texts[te], labels[te], C=C)
-        tag(pd.DataFrame([_text_row(text, np.nan, 0)]), train, test, len(tr), len(te), k)
+        frames += _transfer_frames(train, test, {s: a[tr] for s, a in acts.items()}, labels[tr],
+                                   texts[tr], {s: a[te] for s, a in acts.items()}, labels[te],
+                                   texts[te], grid, proba_out=proba_out)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _tagged(df: pd.DataFrame, train: str, test: str, n_train: int, n_test: int, k: int
+            ) -> pd.DataFrame:
+    """``df`` with the suite's identifying columns (train/test set, sizes, number of classes)."""
+    df.insert(0, "test_set", test)
+    df.insert(0, "train_set", train)
+    df["n_train"], df["n_test"], df["n_classes"] = n_train, n_test, k
+    return df
+
+
+def _within_set_frames(name: str, sub: dict[str, np.ndarray], y: np.ndarray, texts, g,
+                       grid: dict, *, peaks_out, n_boot, proba_out, fold_seeds, seeds_out
+                       ) -> list[pd.DataFrame]:
+    """One set's cross-validated probe curve, its shuffled-label control and the text-only
+    baselines on the same folds (see :func:`probe_suite` for the optional outputs)."""
+    folds = make_folds(y, g)
+    n_test = len(y) // len(folds)
+    sizes = (name, name, len(y) - n_test, n_test, len(np.unique(y)))
+    oof: dict[str, np.ndarray] = {}
+    want_oof = peaks_out is not None or proba_out is not None
+    curve = layer_sweep(sub, y, folds, oof=oof if want_oof else None, **grid)
+    if peaks_out is not None:
+        peaks_out += peak_rows(oof, y, grid["layers"], name, n_boot=n_boot)
+    if proba_out is not None:
+        proba_out[(name, name)] = (y, oof)
+    if seeds_out is not None and fold_seeds > 1:
+        seeds_out += [{"train_set": name, "test_set": name, **r} for r in fold_seed_rows(
+            sub, y, g, curve, grid["layers"], grid["n_layers"], n_seeds=fold_seeds,
+            C=grid["C"])]
+    shuffled_curve = layer_sweep(sub, shuffled(y), folds, control="shuffled", **grid)
+    text_rows = text_baseline_rows(texts, y, folds, g, C=grid["C"])
+    legacy = {**text_rows[0], "control": "text_tfidf"}  # the word TF-IDF row, v1 name
+    return [_tagged(curve, *sizes), _tagged(shuffled_curve, *sizes),
+            _tagged(pd.DataFrame([legacy, *text_rows]), *sizes)]
+
+
+def _transfer_frames(train: str, test: str, a_tr: dict, y_tr, t_tr, a_te: dict, y_te, t_te,
+                     grid: dict, *, proba_out) -> list[pd.DataFrame]:
+    """A probe trained on one set and tested on another, its shuffled-label control and the
+    text-only TF-IDF transfer baseline."""
+    sizes = (train, test, len(y_tr), len(y_te), len(set(np.asarray(y_tr).tolist())))
+    proba: dict[str, np.ndarray] = {}
+    curve = transfer_sweep(a_tr, y_tr, a_te, y_te, proba_out=proba, **grid)
+    if proba_out is not None:
+        proba_out[(train, test)] = (y_te, proba)
+    shuffled_curve = transfer_sweep(a_tr, shuffled(y_tr), a_te, y_te, control="shuffled", **grid)
+    text = text_transfer_auroc(t_tr, y_tr, t_te, y_te, C=grid["C"])
+    return [_tagged(curve, *sizes), _tagged(shuffled_curve, *sizes),
+            _tagged(pd.DataFrame([_text_row(text, np.nan, 0)]), *sizes)]
 
 
 def fold_seed_rows(acts: dict[str, np.ndarray], y, groups, curve: pd.DataFrame,
