@@ -23,10 +23,11 @@ same leave-one-frame-out folds and on the confirmation hold-out.
 
 Confirmation frames (``--confirm``; run only once they were written without any classifier):
 ``confirm_holdout`` trains on the frozen 16 frames and tests on DC-01..DC-04; ``all_cv`` is
-leave-one-frame-out over all 20 frames. The second confirmation set (DC2-01..DC2-04,
-``set_d_confirmation_2.jsonl``, frozen before scoring) is scored the same way when present:
-``confirm2_holdout`` (train on the frozen 16, test on DC2) and ``all2_cv`` (leave-one-frame-out
-over the 16 + 4 DC2 frames).
+leave-one-frame-out over all 20 frames. The later confirmation sets, each frozen before
+scoring, are scored the same way when present (one loop over ``CONFIRM_SETS``): the second
+(DC2-01..DC2-04, ``set_d_confirmation_2.jsonl``) as ``confirm2_holdout`` (train on the frozen 16,
+test on DC2) and ``all2_cv`` (leave-one-frame-out over the 16 + 4 DC2 frames), the third
+(DC3-01..DC3-04, ``set_d_confirmation_3.jsonl``) as ``confirm3_holdout`` and ``all3_cv``.
 
 CLI: ``python validation/set_d_ceiling.py [--confirm] [--out DIR]`` writes ``set_d_ceiling.csv``
 and ``set_d_ceiling.md`` (with the top-weighted word features: the words that leak, if any).
@@ -52,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SET_D = ROOT / "stimuli" / "set_d_appraisal.jsonl"
 SET_D_CONFIRM = ROOT / "stimuli" / "set_d_confirmation.jsonl"
 SET_D_CONFIRM_2 = ROOT / "stimuli" / "set_d_confirmation_2.jsonl"
+SET_D_CONFIRM_3 = ROOT / "stimuli" / "set_d_confirmation_3.jsonl"
 DEFAULT_OUT = Path(__file__).resolve().parent / "outputs"
 
 EMOTIONS = ("anger", "anticipation", "disgust", "fear", "joy", "sadness", "surprise", "trust")
@@ -59,6 +61,15 @@ THRESHOLDS = {"8class": 0.75, "emo_vs_neutral": 0.70}
 C_PREREG = 1.0
 ROBUST_C = (0.1, 10.0)
 ROBUST_SEEDS = (0, 1, 2)
+
+#: Confirmation sets, each written after the freeze and scored once, in the order their rows are
+#: written: (file, hold-out eval, all-frame leave-one-frame-out eval, hold-out folds label). The
+#: first is required by ``--confirm``; a later one is scored when its file exists.
+CONFIRM_SETS = (
+    (SET_D_CONFIRM, "confirm_holdout", "all_cv", "train D-01..D-16, test DC"),
+    (SET_D_CONFIRM_2, "confirm2_holdout", "all2_cv", "train D-01..D-16, test DC2"),
+    (SET_D_CONFIRM_3, "confirm3_holdout", "all3_cv", "train D-01..D-16, test DC3"),
+)
 
 COLUMNS = ["eval", "task", "baseline", "C", "folds", "auroc", "fold_mean", "threshold",
            "passes", "preregistered", "n_items", "n_frames"]
@@ -213,13 +224,13 @@ def run(out: Path, *, confirm: bool = False, robustness: bool = True,
     d = load_items(SET_D)
     c = load_items(SET_D_CONFIRM) if confirm else None
     rows = cv_rows(d, "set_d_cv", robustness=robustness)
-    if c is not None:
-        rows += holdout_rows(d, c)
-        rows += cv_rows(pd.concat([d, c], ignore_index=True), "all_cv", robustness=robustness)
-        if SET_D_CONFIRM_2.is_file():  # second confirmation set, scored exactly like the first
-            c2 = load_items(SET_D_CONFIRM_2)
-            rows += holdout_rows(d, c2, "confirm2_holdout", "train D-01..D-16, test DC2")
-            rows += cv_rows(pd.concat([d, c2], ignore_index=True), "all2_cv",
+    if confirm:  # every confirmation set scored the same way: hold-out, then 16 + its frames CV
+        for i, (path, holdout_eval, cv_eval, folds_name) in enumerate(CONFIRM_SETS):
+            if i and not path.is_file():
+                continue
+            ci = c if i == 0 else load_items(path)
+            rows += holdout_rows(d, ci, holdout_eval, folds_name)
+            rows += cv_rows(pd.concat([d, ci], ignore_index=True), cv_eval,
                             robustness=robustness)
     if extra:
         rows += extra_rows(d, c)
