@@ -1,5 +1,6 @@
-"""Experiment 11's null (issue #16): random directions in the span of the story activations,
-shuffled-label story vectors, the activity bootstrap of the ratings, and the new CSV columns."""
+"""llmct.emotion.null_directions, experiment 11's null (issue #16): random directions in the span
+of the story activations, shuffled-label story vectors, and the experiment's null CSV columns
+(the activity bootstrap of the ratings is tested in test_preferences.py)."""
 
 from types import SimpleNamespace
 
@@ -8,13 +9,6 @@ import pandas as pd
 import pytest
 
 from llmct.emotion.null_directions import shuffled_label_vectors, span_directions
-from llmct.emotion.preferences import (
-    _elo_runs,
-    activity_bootstrap_ratings,
-    activity_draws,
-    rating_table,
-    sample_pairs,
-)
 from llmct.emotion.vectors import emotion_vectors, neutral_components
 from llmct.errors import LLMCTError
 
@@ -42,6 +36,15 @@ def test_span_directions_lie_in_the_centred_span_with_the_requested_norm():
     assert not np.allclose(dirs, span_directions(rows, 25, seed=4, norm=7.5))
 
 
+def test_span_directions_equal_the_documented_draw_by_hand():
+    """Direction k = sum_i g_ki (rows_i - mean), g ~ default_rng(seed).standard_normal, scaled."""
+    rows = _rows(n=4, d=6, seed=7)
+    g = np.random.default_rng(11).standard_normal((3, 4))
+    by_hand = g @ (rows - rows.mean(0))
+    by_hand *= 2.5 / np.linalg.norm(by_hand, axis=1, keepdims=True)
+    np.testing.assert_allclose(span_directions(rows, 3, seed=11, norm=2.5), by_hand, rtol=1e-5)
+
+
 def test_span_directions_remove_components_and_stay_in_the_projected_span():
     rows = _rows(n=10, d=16)
     comps, _ = neutral_components(_rows(n=40, d=16, seed=1), 0.5)
@@ -60,6 +63,11 @@ def test_span_directions_errors():
         span_directions(np.ones((5, 4)), 3)
     with pytest.raises(LLMCTError, match="norm > 0"):
         span_directions(_rows(), 3, norm=0.0)
+
+
+def test_shuffled_label_vectors_need_two_dimensional_activations():
+    with pytest.raises(LLMCTError, match=r"\[n, d\] activations, got \(2, 3, 4\)"):
+        shuffled_label_vectors(np.zeros((2, 3, 4)), ["a", "b"])
 
 
 @pytest.fixture(scope="module")
@@ -93,44 +101,6 @@ def test_shuffled_label_vectors_reproducible_per_seed_and_unlike_the_real_ones(s
     np.testing.assert_allclose(a @ comps.T, 0.0, atol=1e-4)
     # real vectors separate the labels far better than shuffled ones
     assert np.linalg.norm(real, axis=1).mean() > 2 * np.linalg.norm(a, axis=1).mean()
-
-
-def test_activity_draws_are_stratified_and_seeded():
-    groups = np.repeat(["a", "b", "c"], [4, 6, 2])
-    draws = activity_draws(groups, 200, seed=1)
-    assert draws.shape == (200, 12)
-    for g, k in (("a", 4), ("b", 6), ("c", 2)):
-        assert (draws[:, groups == g].sum(1) == k).all()
-    np.testing.assert_array_equal(draws, activity_draws(groups, 200, seed=1))
-
-
-def test_padded_elo_schedule_equals_the_unpadded_one():
-    pairs = sample_pairs(8, 3, seed=0)
-    rng = np.random.default_rng(0)
-    scores = rng.uniform(size=(2, len(pairs)))
-    sched = np.stack([rng.permutation(len(pairs)) for _ in range(2)])
-    padded = np.concatenate([sched, np.full((2, 5), -1)], axis=1)
-    np.testing.assert_array_equal(_elo_runs(pairs, scores, sched, 8, 32.0),
-                                  _elo_runs(pairs, scores, padded, 8, 32.0))
-
-
-@pytest.mark.parametrize("method", ["bt", "elo-hard"])
-def test_activity_bootstrap_is_paired_and_wider_than_the_pair_bootstrap(method):
-    n, cats = 24, np.repeat(list("abcd"), 6)
-    truth = np.random.default_rng(0).normal(size=n)
-    pairs = sample_pairs(n, 6, seed=0)
-    p = 1 / (1 + np.exp(-(truth[pairs[:, 0]] - truth[pairs[:, 1]])))
-    boot, draws = activity_bootstrap_ratings(method, pairs, np.stack([p, p]), cats, n_boot=50)
-    assert boot.shape == (50, 2, n) and draws.shape == (50, n)
-    np.testing.assert_allclose(boot[:, 0], boot[:, 1])  # same resample for every condition
-    np.testing.assert_allclose((boot[:, 0] * draws).sum(1) / draws.sum(1), 1500.0)
-    wide = {}
-    for unit in ("pairs", "activities"):
-        t = rating_table(pairs, {"base": p}, cats, baseline="base", methods=[method],
-                         n_boot=100, unit=unit)
-        wide[unit] = float((t.hi - t.lo).mean())
-        assert t.ci_unit.str.startswith(unit).all()
-    assert wide["activities"] > wide["pairs"]
 
 
 # -- the experiment on a tiny random chat model ------------------------------------------------

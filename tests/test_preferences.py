@@ -1,5 +1,6 @@
 """Pairwise preferences: ratings recover known truths, order swapping cancels position bias,
-bootstrap CIs cover, and shared-prefix batched logits equal independent forwards."""
+bootstrap CIs cover, the activity bootstrap is paired and stratified, and shared-prefix batched
+logits equal independent forwards."""
 
 import numpy as np
 import pytest
@@ -9,6 +10,9 @@ from scipy.stats import spearmanr
 from llmct.core.steering import random_direction, steer
 from llmct.emotion.preferences import (
     ELO_SCALE,
+    _elo_runs,
+    activity_bootstrap_ratings,
+    activity_draws,
     bootstrap_ratings,
     bt_ratings,
     combine_orders,
@@ -137,6 +141,44 @@ def test_sample_pairs_balanced_and_unique():
     assert len({tuple(p) for p in some}) == len(some) and (some[:, 0] < some[:, 1]).all()
     counts = np.bincount(some.ravel(), minlength=48)
     assert counts.min() >= 4 and counts.max() <= 6
+
+
+def test_activity_draws_are_stratified_and_seeded():
+    groups = np.repeat(["a", "b", "c"], [4, 6, 2])
+    draws = activity_draws(groups, 200, seed=1)
+    assert draws.shape == (200, 12)
+    for g, k in (("a", 4), ("b", 6), ("c", 2)):
+        assert (draws[:, groups == g].sum(1) == k).all()
+    np.testing.assert_array_equal(draws, activity_draws(groups, 200, seed=1))
+
+
+def test_padded_elo_schedule_equals_the_unpadded_one():
+    pairs = sample_pairs(8, 3, seed=0)
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(size=(2, len(pairs)))
+    sched = np.stack([rng.permutation(len(pairs)) for _ in range(2)])
+    padded = np.concatenate([sched, np.full((2, 5), -1)], axis=1)
+    np.testing.assert_array_equal(_elo_runs(pairs, scores, sched, 8, 32.0),
+                                  _elo_runs(pairs, scores, padded, 8, 32.0))
+
+
+@pytest.mark.parametrize("method", ["bt", "elo-hard"])
+def test_activity_bootstrap_is_paired_and_wider_than_the_pair_bootstrap(method):
+    n, cats = 24, np.repeat(list("abcd"), 6)
+    truth = np.random.default_rng(0).normal(size=n)
+    pairs = sample_pairs(n, 6, seed=0)
+    p = 1 / (1 + np.exp(-(truth[pairs[:, 0]] - truth[pairs[:, 1]])))
+    boot, draws = activity_bootstrap_ratings(method, pairs, np.stack([p, p]), cats, n_boot=50)
+    assert boot.shape == (50, 2, n) and draws.shape == (50, n)
+    np.testing.assert_allclose(boot[:, 0], boot[:, 1])  # same resample for every condition
+    np.testing.assert_allclose((boot[:, 0] * draws).sum(1) / draws.sum(1), 1500.0)
+    wide = {}
+    for unit in ("pairs", "activities"):
+        t = rating_table(pairs, {"base": p}, cats, baseline="base", methods=[method],
+                         n_boot=100, unit=unit)
+        wide[unit] = float((t.hi - t.lo).mean())
+        assert t.ci_unit.str.startswith(unit).all()
+    assert wide["activities"] > wide["pairs"]
 
 
 @pytest.mark.parametrize("kind", ["llama", "gpt2"])
