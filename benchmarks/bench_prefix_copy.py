@@ -22,8 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import interleave, summary, write_result  # noqa: E402
 from llmct import load_model  # noqa: E402
-from llmct.core import interventions as iv  # noqa: E402
-from llmct.core.readout import PrefixCache  # noqa: E402
+from llmct.core import readout as ro  # noqa: E402
 from llmct.emotion.prompts import build_inputs  # noqa: E402
 from llmct.io.stimuli import load_set  # noqa: E402
 
@@ -38,15 +37,15 @@ def main() -> None:
     model, tok = load_model(args.model)
     texts = [s.text for s in load_set("set_b")[: args.items]]
     inputs, _ = build_inputs(tok, texts, "fewshot")
-    cache = PrefixCache(model, tok, inputs, batch_size=args.items)
-    shallow = iv.fresh_cache
+    cache = ro.PrefixCache(model, tok, inputs, batch_size=args.items)
+    shallow = ro.fresh_cache  # PrefixCache.run looks it up in llmct.core.readout
 
     def run_with(copier):
-        iv.fresh_cache = copier
+        ro.fresh_cache = copier
         try:
             return cache.run().logits
         finally:
-            iv.fresh_cache = shallow
+            ro.fresh_cache = shallow
 
     same = torch.equal(run_with(shallow), run_with(copy.deepcopy))
     times = interleave(args.rounds, shallow=lambda: run_with(shallow),

@@ -42,6 +42,7 @@ from llmct.runs import (
     start_run,
     stored_table,
 )
+from llmct.style import sequential_cmap
 
 EXP_DIR = Path(__file__).resolve().parent
 RESULTS = ("patching_pairs.csv.gz", "patching_summary.csv", "patching_vs_controls.csv",
@@ -211,7 +212,7 @@ def plot(summary: pd.DataFrame, layers: list[int], title: str):
             labels.append("unpatched")
             grid.append([float(base.success.iloc[0])] * len(layers))
         grid = np.array(grid, dtype=float)
-        im = ax.imshow(grid, vmin=0, vmax=vmax, cmap="viridis", aspect="auto")
+        im = ax.imshow(grid, vmin=0, vmax=vmax, cmap=sequential_cmap(), aspect="auto")
         for (r, c), v in np.ndenumerate(grid):
             if np.isfinite(v):
                 ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=6,

@@ -25,7 +25,7 @@ from llmct.analysis import probes
 from llmct.analysis.stats import bootstrap_ci
 from llmct.core import interventions as iv
 from llmct.core.capture import resolve_layers
-from llmct.core.readout import PrefixCache, readout_logits
+from llmct.core.readout import PrefixCache, Readout, readout_logits
 from llmct.emotion.answers import AnswerWords
 from llmct.emotion.extract import limit_stimuli, load_model_from_args
 from llmct.emotion.prompts import build_inputs
@@ -168,6 +168,10 @@ def parse(argv):
     parser.add_argument("--n-boot", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target-batch", type=int, default=32)
+    parser.add_argument("--no-batch-conditions", dest="batch_conditions", action="store_false",
+                        help="one forward per ablation mode instead of every mode of a (source, "
+                        "layer) in one forward (same numbers to float rounding; the batched "
+                        "cache holds one copy of each prompt's KV cache per mode)")
     parser.add_argument("--from-items", default=None, metavar="ITEMS.csv.gz",
                         help="recompute summaries and figure from stored items (no model)")
     return parser.parse_args(argv)
@@ -188,6 +192,12 @@ def knockout_layers(ext, args) -> tuple[list[int], list[int]]:
     return layers, all_layers
 
 
+def copy_of(readout: Readout, c: int, n: int, last: int) -> Readout:
+    """Copy ``c`` of the ``n`` items of a run of ``PrefixCache(copies=k)`` (rows ``c*n .. c*n+n``)."""
+    rows = slice(c * n, (c + 1) * n)
+    return Readout(readout.logits[rows], {last: readout.hidden[last][rows]})
+
+
 def knock_out_set(model, tok, items, ablation, scorer, layers, all_layers, last: int, args
                   ) -> list[dict]:
     """Item rows of every knockout of one set: each (source, layer, mode) at the read-out token
@@ -198,14 +208,22 @@ def knock_out_set(model, tok, items, ablation, scorer, layers, all_layers, last:
         raise LLMCTError(f"prompt {args.prompt!r} does not read out at the last token")
     labels = np.array([s.label for s in items])
     print(f"[06] {set_name}: {len(items)} items; caching prompts", flush=True)
-    cache = PrefixCache(model, tok, inputs, batch_size=args.target_batch)
-    clean = cache.run(hidden_layers=[last])
+    n, modes = len(items), list(args.modes)
+    copies = len(modes) if args.batch_conditions else 1
+    cache = PrefixCache(model, tok, inputs, batch_size=args.target_batch, copies=copies)
+    clean = copy_of(cache.run(hidden_layers=[last]), 0, n, last)
     folds = probe_folds(clean.hidden[last].numpy(), labels, seed=probes.SEED)
-    every, rows = np.arange(len(items)), []
+    every, rows = np.arange(n), []
     for source in SOURCES:
         for layer in layers:
-            for mode in args.modes:
-                abl = cache.run(ablation(source, layer, mode, "last"), hidden_layers=[last])
+            makers = [lambda pos, s=source, la=layer, m=m: ablation(s, la, m, pos) for m in modes]
+            if copies > 1:  # every mode in one forward, one copy of the items each
+                both = cache.run(iv.by_copy(makers, n), hidden_layers=[last])
+                runs = [copy_of(both, c, n, last) for c in range(copies)]
+            else:
+                runs = [cache.run(lambda rows, mk=mk: mk("last"), hidden_layers=[last])
+                        for mk in makers]
+            for mode, abl in zip(modes, runs, strict=True):
                 meta = {"set": set_name, "positions": "readout", "source": source,
                         "layer": layer, "mode": mode}
                 rows += item_rows(meta, items, labels, clean, abl, scorer, folds, every, last)
@@ -220,7 +238,9 @@ def knock_out_set(model, tok, items, ablation, scorer, layers, all_layers, last:
     for source in SOURCES:
         for layer in all_layers:
             for mode in args.all_positions_modes:
-                abl = readout_logits(model, tok, sub_inputs, ablation(source, layer, mode, "all"),
+                abl = readout_logits(model, tok, sub_inputs,
+                                     lambda rows, s=source, la=layer, m=mode: ablation(
+                                         s, la, m, "all"),
                                      batch_size=args.batch_size, hidden_layers=[last])
                 meta = {"set": set_name, "positions": "all", "source": source, "layer": layer,
                         "mode": mode}
@@ -248,9 +268,10 @@ def main(argv=None) -> int:
     scorer = AnswerWords.load(args.emotion_words).bind(tok)
 
     def ablation(source, layer, mode, positions):
-        return lambda items: iv.ablate(model, source, layer, mode, positions=positions,
-                                       mean_vector=mean_vec[source][ext.layers.index(layer)],
-                                       seed=args.seed + 1000 * layer)
+        """The knockout context of one (source, layer, mode) at ``positions``."""
+        return iv.ablate(model, source, layer, mode, positions=positions,
+                         mean_vector=mean_vec[source][ext.layers.index(layer)],
+                         seed=args.seed + 1000 * layer)
 
     rows = []
     for set_name in dict.fromkeys(s.set for s in stimuli):

@@ -37,6 +37,7 @@ from llmct.runs import (
     run_main,
     start_run,
 )
+from llmct.style import diverging_cmap
 from validation.lexical_screening import load_terms, nrc_emotions
 
 EXP_DIR = Path(__file__).resolve().parent
@@ -143,7 +144,7 @@ def plot(by_head: pd.DataFrame, tests: pd.DataFrame, n_layers: int, n_heads: int
             grid[r.layer, r.head] = r.mean_diff
             sig[r.layer, r.head] = r.significant
         lim = np.nanmax(np.abs(grid)) or 1.0
-        im = ax.imshow(grid.T, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto", origin="lower")
+        im = ax.imshow(grid.T, cmap=diverging_cmap(), vmin=-lim, vmax=lim, aspect="auto", origin="lower")
         ys, xs = np.nonzero(sig.T)
         ax.scatter(xs, ys, marker="*", s=14, color=OKABE_ITO["black"], label="FDR q < 0.05")
         ax.set_xlabel("layer")

@@ -31,6 +31,7 @@ from llmct.runs import (
     run_main,
     start_run,
 )
+from llmct.style import diverging_cmap
 
 EXP_DIR = Path(__file__).resolve().parent
 TREATMENTS = ("uncentred", "centred", "centred_per_set")
@@ -236,7 +237,7 @@ def plot_centroid_heatmaps(mats: dict, title: str):
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.4))
     for ax, t in zip(axes, ("uncentred", "centred_per_set"), strict=True):
         keys, S = mats[t]
-        im = ax.imshow(S, cmap="RdBu_r", vmin=-1, vmax=1)
+        im = ax.imshow(S, cmap=diverging_cmap(), vmin=-1, vmax=1)
         names = [f"{e} ({s})" for s, e in keys]
         ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
         ax.set_yticks(range(len(names)), names, fontsize=6)

@@ -22,7 +22,6 @@ import pandas as pd
 from llmct.analysis import geometry as geo
 from llmct.analysis.stats import permutation_pvalue
 from llmct.core.lens import lens_logits, top_tokens
-from llmct.emotion.extract import load_model_from_args
 from llmct.emotion.vectors import (
     MEAN_FROM,
     NEUTRAL_VARIANCE,
@@ -39,11 +38,13 @@ from llmct.runs import (
     activation_dir_for,
     experiment_main,
     experiment_parser,
+    lazy_model,
     pyplot,
     run_main,
     story_out_dir,
     story_sets,
 )
+from llmct.style import diverging_cmap, sequential_cmap
 
 EXP_DIR = Path(__file__).resolve().parent
 KINDS = ("centred", "projected")
@@ -157,7 +158,7 @@ def plot_clustered(mats: dict, title: str):
         axes[0][j].axis("off")
         axes[0][j].set_title(f"{kind} vectors (average linkage, cosine distance)", fontsize=9)
         ax = axes[1][j]
-        im = ax.imshow(S[np.ix_(order, order)], cmap="RdBu_r", vmin=-1, vmax=1)
+        im = ax.imshow(S[np.ix_(order, order)], cmap=diverging_cmap(), vmin=-1, vmax=1)
         names = [labels[i] for i in order]
         ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
         ax.set_yticks(range(len(names)), names, fontsize=7)
@@ -218,7 +219,7 @@ def plot_rsa_matrices(mats: dict, layers: list[int], title: str):
     plt = pyplot()
     fig, axes = plt.subplots(1, len(mats), figsize=(5.4 * len(mats), 4.6), squeeze=False)
     for ax, (kind, M) in zip(axes[0], mats.items(), strict=True):
-        im = ax.imshow(M, cmap="viridis", vmin=min(0, np.nanmin(M)), vmax=1, origin="lower")
+        im = ax.imshow(M, cmap=sequential_cmap(), vmin=min(0, np.nanmin(M)), vmax=1, origin="lower")
         ticks = list(range(0, len(layers), max(1, len(layers) // 10)))
         ax.set_xticks(ticks, [layers[t] for t in ticks])
         ax.set_yticks(ticks, [layers[t] for t in ticks])
@@ -410,13 +411,7 @@ def main(argv=None) -> int:
     out.claim([*CSVS, *library_names, *(f"{f}.{e}" for f in FIGURES for e in ("png", "svg"))])
     stories, neutral = story_stimuli(
         lang, emotions=args.emotions, limit=args.limit, stories_set=sets[0], neutral_set=sets[1])
-    cache: list = []
-
-    def load():
-        if not cache:
-            cache.append(load_model_from_args(args))
-        return cache[0]
-
+    load = lazy_model(args)
     folder = activation_dir_for(EXP_DIR, args, prompt=f"story-mean{args.mean_from}")
     ev, ext, neu = story_vectors(folder, stories, neutral, load=load, mean_from=args.mean_from,
                                  variance=args.variance, batch_size=args.batch_size,

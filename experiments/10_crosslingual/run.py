@@ -21,7 +21,6 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from llmct.analysis import geometry as geo
-from llmct.emotion.extract import load_model_from_args
 from llmct.emotion.vectors import (
     MEAN_FROM,
     NEUTRAL_VARIANCE,
@@ -36,6 +35,7 @@ from llmct.runs import (
     activation_dir_for,
     experiment_main,
     experiment_parser,
+    lazy_model,
     pyplot,
     run_main,
     story_out_dir,
@@ -259,13 +259,7 @@ def main(argv=None) -> int:
     args = parse(argv)
     out = Outputs(story_out_dir(EXP_DIR, args), args.overwrite)
     out.claim([*CSVS, *(f"{f}.{e}" for f in FIGURES for e in ("png", "svg"))])
-    cache: list = []
-
-    def load():
-        if not cache:
-            cache.append(load_model_from_args(args))
-        return cache[0]
-
+    load = lazy_model(args)
     folder = activation_dir_for(EXP_DIR, args, prompt=f"story-mean{args.mean_from}")
     la, lb = args.languages
     vecs, n_layers = load_vectors(args, folder, load)

@@ -178,6 +178,13 @@ def story_out_dir(exp_dir: Path, args) -> Path:
     return base if args.out or sets == V1_STORY_SETS else base / sets[0]
 
 
+def lazy_model(args) -> Callable[[], tuple]:
+    """A loader that loads ``--model`` (with :func:`load_model_from_args`) on its first call and
+    returns the same ``(model, tokenizer)`` afterwards: experiments that may find every
+    activation stored never load the model."""
+    return functools.cache(lambda: load_model_from_args(args))
+
+
 def activation_dir_for(exp_dir: Path, args, prompt: str | None = None) -> Path:
     """The store of ``prompt`` under ``--activations ROOT``, by default under 01_extract's
     ``outputs/<model-slug>/activations/`` (shared by all experiments; see
@@ -287,10 +294,9 @@ class Outputs:
 
 
 def pyplot():
-    """matplotlib.pyplot on the Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """matplotlib.pyplot with the house style applied (:func:`llmct.style.apply_style`: Agg
+    backend, fonts, the Okabe-Ito palette): the one entry point of every experiment figure."""
+    _STYLE.apply_style()
     import matplotlib.pyplot as plt
 
     return plt

@@ -15,7 +15,7 @@ Reading the effect of an intervention: :mod:`llmct.core.readout`; scoring the an
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
@@ -84,6 +84,8 @@ def _columns(mask: torch.Tensor | None, n_rows: int, n_cols: int, positions: Pos
                 raise CaptureError("positions='all' with a KV cache: the cached tokens were "
                                    "computed without this intervention; run full forwards")
             cols = valid
+        elif not isinstance(positions, str | int) and len(positions[b]) == 0:
+            cols = valid[:0]  # no position of this row is edited (e.g. :func:`by_copy`)
         else:
             idx = readouts_for_item(positions, b, len(valid), 0)
             if any(isinstance(i, tuple) for i in idx):
@@ -192,6 +194,35 @@ def ablate(model: PreTrainedModel, source: str, layer: int, mode: str = "zero",
         yield
 
 
+def by_copy(makers: Sequence[Callable[[Positions], object]], n_items: int,
+            position: int = -1) -> Intervention:
+    """Several interventions in one forward: one per copy of the items.
+
+    For :class:`llmct.core.readout.PrefixCache` with ``copies=len(makers)``, whose virtual row
+    ``c * n_items + i`` is copy ``c`` of item ``i``: copy ``c`` is edited by ``makers[c]``
+    (called with per-row positions, e.g. ``lambda pos: ablate(model, "mlp_out", 7, "zero",
+    positions=pos)``) at ``position`` of its own rows only; the other rows get no edit from it.
+    Each maker's context sees the same rows, in the same order, as a one-at-a-time run, so
+    seeded noise draws are the same; the logits equal one-at-a-time runs to float rounding
+    (``tests/test_batched_interventions.py``). Rows are independent in a batch (attention never
+    crosses rows), which is what makes the batching exact.
+    """
+    def intervention(rows: list[int]):
+        return _entered([make([[position] if r // n_items == c else [] for r in rows])
+                         for c, make in enumerate(makers)])
+
+    return intervention
+
+
+@contextmanager
+def _entered(contexts: list):
+    """Enter every context manager of ``contexts`` (in order) for the duration of the block."""
+    with ExitStack() as stack:
+        for ctx in contexts:
+            stack.enter_context(ctx)
+        yield
+
+
 def spaced_layers(n_layers: int, k: int = 8) -> list[int]:
     """``k`` evenly spaced layers from the first to the last (the depths intervened at)."""
     return sorted({int(round(x)) for x in np.linspace(0, n_layers - 1, min(k, n_layers))})
@@ -210,6 +241,7 @@ __all__ = [
     "Intervention",
     "Positions",
     "ablate",
+    "by_copy",
     "edit",
     "patch",
     "random_like_norm",
