@@ -58,7 +58,7 @@ lint: setup  ## ruff, mypy (src/, --check-untyped-defs), and no block of 6+ simi
 # -- reproduction, figures, cloud GPUs (scripts/cloud.sh reads .env.session; docs/cloud-gpu.md) --
 EXP ?=
 ARGS ?=
-SHARDS ?= 1
+GPUS ?= 1
 FORCE ?=
 KEEP_GOING ?=
 CLOUD := bash scripts/cloud.sh
@@ -92,9 +92,9 @@ cloud-setup:  ## copy the code to the GPU machine of .env.session, install uv, u
 cloud-sync:  ## rsync the code up (no outputs, .venv or activations)
 	$(CLOUD) sync
 
-cloud-run:  ## start EXP=NN_name with MODEL remotely in tmux (ARGS='...', SHARDS=n: one GPU each)
-	@test -n "$(EXP)" || { echo "usage: make cloud-run EXP=01_extract MODEL=<hf id> [ARGS='...'] [SHARDS=n]"; exit 2; }
-	ARGS="$(ARGS)" SHARDS=$(SHARDS) $(CLOUD) run $(EXP) $(MODEL)
+cloud-run:  ## start EXP=NN_name with MODEL remotely in tmux (ARGS='...', GPUS=n: accelerate launch over n GPUs)
+	@test -n "$(EXP)" || { echo "usage: make cloud-run EXP=01_extract MODEL=<hf id> [ARGS='...'] [GPUS=n]"; exit 2; }
+	ARGS="$(ARGS)" GPUS=$(GPUS) $(CLOUD) run $(EXP) $(MODEL)
 
 cloud-status:  ## GPUs, running sessions, last line of each recent log
 	$(CLOUD) status

@@ -5,8 +5,11 @@
 #   scripts/cloud.sh sync                  rsync the code (no outputs, .venv, activations)
 #   scripts/cloud.sh run EXP [MODEL] [ARGS...]
 #                                          start experiments/EXP/run.py in tmux (nohup if no
-#                                          tmux), output to logs/; SHARDS=n starts n processes
-#                                          (--shard i/n, one GPU each via CUDA_VISIBLE_DEVICES)
+#                                          tmux), output to logs/; GPUS=n runs it under
+#                                          `accelerate launch --num_processes n` (one process per
+#                                          GPU, each its share of items, rank 0 merges;
+#                                          llmct.io.distributed); accelerate's own config
+#                                          (`accelerate config`) covers several nodes
 #   scripts/cloud.sh status                GPUs, running sessions, last line of recent logs
 #   scripts/cloud.sh logs [EXP]            tail the newest log (FOLLOW=1 to follow)
 #   scripts/cloud.sh fetch                 copy remote outputs into outputs/cloud/<stamp>/, then
@@ -120,33 +123,27 @@ cmd_run() {
   local model="${1:-${MODEL:-default}}"
   shift || true
   [[ -f "$ROOT/experiments/$exp/run.py" ]] || die "no experiments/$exp/run.py (names look like 02_probes)"
-  local shards="${SHARDS:-1}" extra="" a
-  [[ "$shards" =~ ^[1-9][0-9]*$ ]] || die "SHARDS must be a positive integer, got '$shards'"
+  local gpus="${GPUS:-1}" extra="" a
+  [[ -z "${SHARDS:-}" ]] || die "SHARDS is gone: GPUS=n runs one accelerate launch over n GPUs (docs/cloud-gpu.md)"
+  [[ "$gpus" =~ ^[1-9][0-9]*$ ]] || die "GPUS must be a positive integer, got '$gpus'"
   for a in "$@" ${ARGS:-}; do extra+=" $(q "$a")"; done
-  local stamp slug
+  local stamp slug session cmd log
   stamp="$(date -u +%Y%m%d-%H%M%S)"
   slug="$(echo "${model##*/}" | tr '[:upper:] ' '[:lower:]-')"
-  local i session cmd log
-  for ((i = 0; i < shards; i++)); do
-    session="llmct-$exp-$slug"
+  session="llmct-$exp-$slug"
+  log="logs/$exp-$slug-$stamp.log"
+  if ((gpus > 1)); then
+    cmd="uv run accelerate launch --num_processes $gpus experiments/$exp/run.py --model $(q "$model")$extra"
+  else
     cmd="uv run python experiments/$exp/run.py --model $(q "$model")$extra"
-    log="logs/$exp-$slug-$stamp.log"
-    if ((shards > 1)); then
-      session+="-shard$i"
-      cmd="CUDA_VISIBLE_DEVICES=$i $cmd --shard $i/$shards"
-      log="logs/$exp-$slug-$stamp-shard$i.log"
-    fi
-    remote "set -e; export PATH=\$HOME/.local/bin:\$PATH; cd $(q "$RDIR"); mkdir -p logs; \
+  fi
+  remote "set -e; export PATH=\$HOME/.local/bin:\$PATH; cd $(q "$RDIR"); mkdir -p logs; \
 if tmux has-session -t $session 2>/dev/null; then echo 'tmux session $session is still running (scripts/cloud.sh status)'; exit 1; fi; \
 echo $(q "\$ $cmd") > $log; \
 if command -v tmux >/dev/null; then tmux new-session -d -s $session -c $(q "$RDIR") $(q "export PATH=\$HOME/.local/bin:\$PATH; $cmd >> $log 2>&1; echo \"[exit \$?]\" >> $log"); \
 echo 'started tmux session $session -> $RDIR/$log'; \
 else nohup bash -c $(q "$cmd >> $log 2>&1; echo \"[exit \$?]\" >> $log") >/dev/null 2>&1 & \
 echo 'started with nohup -> $RDIR/$log'; fi"
-  done
-  if ((shards > 1)); then
-    echo "when every shard has finished: scripts/cloud.sh run $exp $model (loads all shards)"
-  fi
 }
 
 cmd_status() {

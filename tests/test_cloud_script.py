@@ -81,9 +81,12 @@ def test_dry_run_prints_ssh_and_rsync_commands(tmp_path):
     assert "tmux new-session -d -s llmct-02_probes-llama-3.2-1b" in run.stdout
     assert "experiments/02_probes/run.py\\ --model\\ meta-llama/Llama-3.2-1B" in run.stdout
     assert "nohup" in run.stdout and "logs/02_probes-llama-3.2-1b-" in run.stdout
-    shards = cloud("run", "01_extract", "big/model", env_path=path, SHARDS="2")
-    assert shards.stdout.count("tmux new-session") == 2
-    assert "CUDA_VISIBLE_DEVICES=1" in shards.stdout and "--shard\\ 1/2" in shards.stdout
+    gpus = cloud("run", "01_extract", "big/model", env_path=path, GPUS="2")
+    assert gpus.stdout.count("tmux new-session") == 1  # one launcher, not a process loop
+    assert "accelerate\\ launch\\ --num_processes\\ 2\\ experiments/01_extract/run.py" in gpus.stdout
+    assert "--shard" not in gpus.stdout
+    gone = cloud("run", "01_extract", "big/model", env_path=path, SHARDS="2")
+    assert gone.returncode != 0 and "SHARDS is gone" in gone.stderr
     before = set((ROOT / "outputs" / "cloud").glob("*"))
     fetch = cloud("fetch", env_path=path)
     assert "rsync -a --ignore-existing" in fetch.stdout and "outputs/cloud/" in fetch.stdout
