@@ -36,9 +36,8 @@ import torch
 
 from llmct import model_fingerprint, model_slug
 from llmct.analysis.stats import permutation_pvalue, two_way_bootstrap_mean
-from llmct.core.capture import model_device
 from llmct.core.generation import generate_reply
-from llmct.core.steering import mean_residual_norm, random_direction, steer
+from llmct.core.steering import lm_loss, mean_residual_norm, random_direction, steer
 from llmct.emotion.extract import load_model_from_args
 from llmct.emotion.null_directions import shuffled_label_vectors, span_directions
 from llmct.emotion.preferences import (
@@ -157,20 +156,6 @@ def conditions(library, emotions, alphas, n_random, layer, d_model, seed):
         out += [(f"random{k}@{alpha:g}", "random", f"random{k}", alpha,
                  random_direction(d_model, seed + 1000 + k)) for k in range(n_random)]
     return out
-
-
-def lm_loss(model, tokenizer, texts) -> float:
-    """Mean next-token cross-entropy (nats/token) of the model on ``texts``."""
-    total, count = 0.0, 0
-    device = model_device(model)
-    with torch.inference_mode():
-        for text in texts:
-            ids = torch.tensor([tokenizer(text)["input_ids"]], device=device)
-            logits = model(input_ids=ids).logits[0, :-1].float()
-            nll = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum")
-            total += float(nll)
-            count += ids.shape[1] - 1
-    return total / count
 
 
 def plot_deltas(table: pd.DataFrame, conds: pd.DataFrame, method: str, title: str,

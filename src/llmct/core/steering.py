@@ -20,7 +20,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,8 +28,12 @@ import torch
 from llmct.core.arch import get_adapter
 from llmct.core.capture import capture, resolve_layers
 from llmct.core.hooks import Hooks
-from llmct.core.runner import check_id_tensor, prepare, vocab_size
+from llmct.core.runner import Tokenizer, check_id_tensor, model_device, prepare, vocab_size
+from llmct.core.runner import forward as run_forward
 from llmct.errors import LLMCTError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 def unit(direction) -> torch.Tensor:
@@ -148,4 +152,25 @@ def mean_residual_norm(model, tokenizer, texts: Sequence, layer: int | Sequence[
     return float(norms[0]) if len(layers) == 1 and isinstance(layer, int | np.integer) else norms
 
 
-__all__ = ["mean_residual_norm", "random_direction", "steer", "steer_positions", "unit"]
+def lm_loss(model: PreTrainedModel, tokenizer: Tokenizer | None, texts: Sequence) -> float:
+    """Mean next-token cross-entropy (nats per predicted token) of ``model`` on ``texts``, one
+    unpadded forward per text through the forward runner (ids checked, position ids from the
+    mask). The control for steering: a direction that raises it damages the language model as a
+    whole. Runs under any active hooks (e.g. :func:`steer`). Raises CaptureError for ids outside
+    the vocabulary or a text longer than the context; LLMCTError when no text has 2 tokens."""
+    total, count = 0.0, 0
+    device = model_device(model)
+    with torch.inference_mode():
+        for ids in prepare(model, tokenizer, list(texts)):
+            if len(ids) < 2:
+                continue
+            x = torch.tensor([ids], device=device)
+            logits = run_forward(model, x, torch.ones_like(x)).logits[0, :-1].float()
+            total += float(torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="sum"))
+            count += len(ids) - 1
+    if not count:
+        raise LLMCTError("lm_loss needs at least one text of 2 or more tokens")
+    return total / count
+
+
+__all__ = ["lm_loss", "mean_residual_norm", "random_direction", "steer", "steer_positions", "unit"]
