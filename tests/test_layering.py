@@ -1,7 +1,7 @@
 """The package's layers (issue #12): each subpackage imports only the layers below it, and the
 installable library stands alone.
 
-    errors, _version, style          base: import nothing from llmct
+    errors, _version, style, files   base: import nothing from llmct
     analysis                         statistics over arrays: base only; never torch/transformers
     core                             model-facing mechanics: base only
     io                               on-disk formats: base + core
@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "llmct"
-BASE = {"errors", "_version", "style"}
+BASE = {"errors", "_version", "style", "files"}
 ALLOWED = {
     "base": BASE,
     "analysis": BASE | {"analysis"},

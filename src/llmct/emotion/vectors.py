@@ -15,8 +15,6 @@ steering and the monitor load.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ from llmct.core.models import model_fingerprint
 from llmct.core.positions import describe_position
 from llmct.emotion.extract import Extraction, load_extraction, stores_in, text_digest
 from llmct.errors import CaptureError, StoreError
+from llmct.files import atomic_write
 from llmct.io.store import ChunkedStore, base_manifest
 
 if TYPE_CHECKING:
@@ -367,17 +366,9 @@ def save_vector_library(path: str | Path, vectors: np.ndarray, labels: Sequence[
         raise StoreError("extra array name 'vectors' is reserved")
     full_meta = {**meta, "labels": labels, "layers": [int(x) for x in meta["layers"]],
                  "shape": list(vectors.shape)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({"vectors": vectors, **extras}, tmp,
-                  metadata={"format": LIBRARY_FORMAT, "meta": json.dumps(full_meta, default=str)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, lambda tmp: save_file(
+        {"vectors": vectors, **extras}, str(tmp),
+        metadata={"format": LIBRARY_FORMAT, "meta": json.dumps(full_meta, default=str)}))
 
 
 def load_vector_library(path: str | Path) -> VectorLibrary:

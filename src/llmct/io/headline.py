@@ -21,8 +21,6 @@ The lookup helpers (:func:`table`, :func:`rows`, :func:`value`, :func:`metric`) 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from llmct.errors import LLMCTError
+from llmct.files import atomic_write
 
 COLUMNS = ("experiment", "model", "claim_id", "metric", "value", "ci_lo", "ci_hi", "ci_unit",
            "control", "control_value", "verdict")
@@ -122,17 +121,8 @@ def write_headline(folder: str | Path, experiment: str, model: str, claims: Sequ
                    ) -> Path:
     """Write ``folder/headline.csv`` atomically (temporary file + rename) and return its path."""
     frame = headline_frame(experiment, model, claims)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".headline-", suffix=".csv", dir=folder)
-    os.close(fd)
-    try:
-        frame.to_csv(tmp, index=False, float_format="%.6g")
-        os.replace(tmp, folder / FILENAME)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return folder / FILENAME
+    return atomic_write(Path(folder) / FILENAME,
+                        lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6g"))
 
 
 def read_headline(path: str | Path) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from llmct.errors import StoreError
+from llmct.files import atomic_write
 
 MANIFEST_KEY = "__manifest__"
 
@@ -57,18 +58,14 @@ def save_npz(path: str | Path, arrays: dict[str, np.ndarray], manifest: dict,
     for name, arr in arrays.items():
         if np.asarray(arr).dtype == object:
             raise StoreError(f"array {name!r} has dtype object; store numbers or strings only")
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Any: mypy would match the names against savez's own keyword (allow_pickle: bool)
     payload: dict[str, Any] = {**arrays, MANIFEST_KEY: np.array(json.dumps(manifest, default=str))}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: savez would append .npz to a bare name
             np.savez(f, **payload)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+
+    return atomic_write(path, write)
 
 
 def _recover_hint(path: Path) -> str:
