@@ -1,71 +1,88 @@
-"""The CT scan on the embedded model: single pass == per-prefix, errors, files written."""
+"""llmct.scan.run: the CT scan writes every file, never overwrites, generates missing turns and
+refuses bad layers / too-long conversations / missing models (embedded model; a tiny random chat
+model for the checks that need no real weights)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from llmct.errors import StoreError
-from llmct.scan.metrics import cosine, jaccard_topk, mae, topk_mask
-from llmct.scan.run import run_scan
+from llmct.io.store import load_npz
+from llmct.scan.run import check_context, default_output_dir, run_scan
 from llmct.scan.scenario import ScenarioError, load_scenario, parse_scenario
-from llmct.scan.snapshots import conversation_snapshots
+from tests.test_scan_snapshots import tiny_chat_model
 
 SCENARIO = "stimuli/scenarios/rollercoaster.yaml"
+TINY = """name: Tiny Scan!
+messages:
+  - role: system
+    content: You are a helpful assistant.
+  - role: user
+    emotion: joy
+    content: I got the job today!
+  - role: assistant
+    content: Congratulations, well done.
+  - role: user
+    emotion: sadness
+    content: My cat died last night.
+references: {joy: I am so happy., sadness: I am so sad.}
+baseline: [The shop opens at nine.]
+capture: {layers: all}
+"""
 
 
-def test_metrics_by_hand():
-    a = np.array([[1.0, 0.0, 0.0, 2.0]])
-    b = np.array([[1.0, 0.0, 0.0, 2.0], [0.0, 1.0, 0.0, 0.0], [-1.0, 0.0, 0.0, -2.0]])
-    np.testing.assert_allclose(cosine(a, b)[0], [1.0, 0.0, -1.0], atol=1e-12)
-    np.testing.assert_allclose(mae(a, b)[0], [0.0, 1.0, 1.5])
-    x = np.arange(300.0)[None]
-    assert topk_mask(x, 3)[0].nonzero()[0].tolist() == [297, 298, 299]
-    # top 1% of 300 dims = 3 dims; same magnitudes in both -> Jaccard 1; disjoint -> 0
-    assert jaccard_topk(x, -x)[0, 0] == 1.0
-    assert jaccard_topk(x, x[:, ::-1])[0, 0] == 0.0
+@pytest.fixture(scope="module")
+def chat_model():
+    return tiny_chat_model()
 
 
-@pytest.mark.integration
-@pytest.mark.parametrize("position", ["message_end", "template_end", "mean"])
-def test_single_pass_equals_per_prefix(embedded, position):
-    model, tok = embedded
-    sc = load_scenario(SCENARIO)
-    chat = [{"role": m.role, "content": m.content} for m in sc.messages[:9]]
-    one = conversation_snapshots(model, tok, chat, sources=["hidden_in", "attn_out", "mlp_out"],
-                                 layers=[0, 7, 15, 22, 29], position=position)
-    many = conversation_snapshots(model, tok, chat, sources=["hidden_in", "attn_out", "mlp_out"],
-                                  layers=[0, 7, 15, 22, 29], position=position,
-                                  force_per_prefix=True)
-    assert one.mode == "single_pass" and many.mode == "per_prefix"
-    for s in ("hidden_in", "attn_out", "mlp_out"):
-        a, b = one.capture[s], many.capture[s]
-        # SmolLM2's residual stream has 'massive activations' (|x| up to ~600, one fp32 ulp there
-        # is 6e-5) whose rounding propagates into every branch: compare each vector at 1e-4 of
-        # its own scale (absolute when that is below 1). Exactness is proven in float64 below.
-        scale = np.maximum(1.0, np.abs(a).max(-1))
-        assert (np.abs(a - b).max(-1) / scale).max() <= 1e-4, s
-    assert many.tokens_processed > 3 * one.tokens_processed  # 9 of the 20 messages
+def test_default_output_folder_from_the_scenario_name_or_its_template():
+    sc = parse_scenario(TINY)
+    assert default_output_dir(sc, "default") == Path(
+        "outputs/scans/tiny-scan-/smollm2-135m-instruct")
+    sc.output.dir = "runs/{name}/{model}"
+    assert default_output_dir(sc, "org/Some-Model") == Path("runs/Tiny Scan!/some-model")
 
 
-@pytest.mark.integration
-def test_single_pass_is_exact_in_float64(embedded):
-    """In float64 the single pass and the per-prefix passes agree to 1e-9: the same computation."""
-    import copy
+@pytest.mark.usefixtures("one_torch_thread")
+def test_scan_on_a_tiny_model_writes_the_metrics_of_its_snapshots(chat_model, tmp_path):
+    out = run_scan(parse_scenario(TINY), out=tmp_path / "scan", model_and_tokenizer=chat_model,
+                   report=False)
+    run = json.loads((out / "run.json").read_text())
+    assert run["mode"] == "single_pass" and run["layers"] == [0, 1] and len(run["messages"]) == 4
+    df = pd.read_csv(out / "metrics.csv")
+    assert len(df) == 4 * 2 * 4 * 2  # snapshots x references x sources x layers
+    arrays, manifest = load_npz(out / "snapshots.npz")
+    assert manifest["mode"] == "single_pass"
+    snap, ref = arrays["snap_hidden_out"][3, 1], arrays["ref_hidden_out"][1, 1]  # turn 3, sadness
+    row = df[(df.snapshot == 3) & (df.reference == "sadness") & (df.source == "hidden_out")
+             & (df.layer == 1)]
+    by_hand = snap @ ref / np.linalg.norm(snap) / np.linalg.norm(ref)
+    assert row.cosine.item() == pytest.approx(by_hand, abs=2e-6)
+    assert row.emotion.item() == "sadness" and row.role.item() == "user"
+    with pytest.raises(StoreError, match="scan exists; pass --overwrite or another --out"):
+        run_scan(parse_scenario(TINY), out=tmp_path / "scan", model_and_tokenizer=chat_model,
+                 report=False)
+    assert run_scan(parse_scenario(TINY), out=tmp_path / "scan", model_and_tokenizer=chat_model,
+                    report=False, overwrite=True) == out
 
-    import torch
 
-    model, tok = embedded
-    model64 = copy.deepcopy(model).to(torch.float64)
-    sc = load_scenario(SCENARIO)
-    chat = [{"role": m.role, "content": m.content} for m in sc.messages[:7]]
-    kw = dict(sources=["hidden_in", "hidden_out", "attn_out", "mlp_out"], layers="all",
-              position="message_end")
-    one = conversation_snapshots(model64, tok, chat, **kw)
-    many = conversation_snapshots(model64, tok, chat, force_per_prefix=True, **kw)
-    for s in kw["sources"]:
-        assert np.abs(one.capture[s] - many.capture[s]).max() <= 1e-9, s
+def test_a_conversation_longer_than_the_context_is_refused_before_generating(chat_model):
+    model, tok = chat_model  # max_position_embeddings=512
+    long_reply = TINY.replace("  - role: assistant\n    content: Congratulations, well done.\n",
+                              "  - role: assistant\n") + "generation: {max_new_tokens: 600}\n"
+    with pytest.raises(ScenarioError, match=r"messages \(line 2\): the conversation needs \d+ "
+                       r"tokens \(1 generated turn\(s\) x max_new_tokens=600 included\) but the "
+                       r"model has a context of 512; shorten it \(nothing was generated\)"):
+        check_context(model, tok, parse_scenario(long_reply))
+    long_ref = TINY.replace("sadness: I am so sad.", "sadness: " + "sad " * 600)
+    with pytest.raises(ScenarioError, match=r"references\.sadness \(line \d+\): \d+ tokens; the "
+                       r"model has a context of 512"):
+        check_context(model, tok, parse_scenario(long_ref))
+    check_context(model, tok, parse_scenario(TINY))  # fits: no error
 
 
 @pytest.mark.integration
