@@ -26,6 +26,7 @@ from llmct.core.positions import (
     describe_position,
     readouts_for_item,
 )
+from llmct.core.prefix import SharedPrefix
 from llmct.core.runner import (  # noqa: F401  (re-exported: the historical home of these helpers)
     Tokenizer,
     context_length,
@@ -119,30 +120,56 @@ def capture(
     attention: bool = False,
     logits: bool = False,
     progress: bool = False,
+    shared_prefix: SharedPrefix | None = None,
 ) -> Capture:
     """Capture activations of ``inputs`` (strings or token-id lists) at the requested read-outs.
 
     position: ``"last"`` (last real token), ``"mean"`` (mean over tokens from ``mean_from``), an int
     (same index for every item), or one list of read-outs per item (ints or ``(start, end)`` spans).
+
+    shared_prefix: a :class:`llmct.core.prefix.SharedPrefix` of ``model`` (e.g. a few-shot
+    block): items whose tokens begin with exactly its tokens run only their suffix against its
+    cached keys/values (same numbers as full forwards to float rounding).
+    Read-outs inside the prefix (a ``"mean"`` from its start, a span or token in it) are
+    combined exactly from the prefix's own per-token activations, computed once per
+    sources/layers. Items that do not split at the prefix's tokens, every item when
+    ``attention`` is asked for, and with ``logits`` the items with a read-out in the prefix run
+    as full forwards; ``meta["shared_prefix"]`` counts both (``shared``, ``fallback``).
+
+    Returns a :class:`Capture` (``acts[source]``: ``[rows, len(layers), d_model]`` float32).
+    Raises CaptureError for bad layers, sources, positions, options, inputs (empty, too long,
+    ids outside the vocabulary) or a ``shared_prefix`` built for another model.
     """
     adapter = get_adapter(model)
     n_layers = adapter.n_layers(model)
     sources = check_sources(sources)
     layer_idx = resolve_layers(layers, n_layers)
     side = _check_options(model, tokenizer, batch_size, padding_side, attention)
+    if shared_prefix is not None and shared_prefix.model is not model:
+        raise CaptureError("shared_prefix was built for another model")
 
     token_ids = prepare(model, tokenizer, inputs, add_special_tokens)
     readouts = [readouts_for_item(position, i, len(t), mean_from) for i, t in enumerate(token_ids)]
     pad_id = _pad_id(tokenizer, model)
     device = model_device(model)
+    shared = _shared_items(shared_prefix, token_ids, readouts, logits, attention)
+    prefix_acts = None
+    if shared_prefix is not None and any(
+            shared_prefix.touches_prefix(readouts[i], len(shared_prefix)) for i in shared):
+        prefix_acts = _prefix_token_acts(model, shared_prefix, sources, layer_idx)
 
     # Longest first: fewer pad tokens per batch, and an out-of-memory error shows up at once.
-    order = sorted(range(len(token_ids)), key=lambda i: -len(token_ids[i]))
+    order = sorted(set(range(len(token_ids))) - set(shared), key=lambda i: -len(token_ids[i]))
+    shared.sort(key=lambda i: -len(token_ids[i]))
+    groups = [g[k: k + batch_size] for g in (order, shared) for k in range(0, len(g), batch_size)]
     per_item: dict[int, dict] = {}
     state: dict = {}  # the current batch's read-out plan and buffers, read by the hooks
 
     def store(source: str, pos: int, hidden: torch.Tensor) -> None:
-        state["buf"][source][pos] = state["plan"].reduce(hidden).to(device)
+        value = state["plan"].reduce(hidden)
+        if state["offsets"] is not None:  # read-outs that average over prefix tokens too
+            value = value + state["offsets"][source][:, pos]
+        state["buf"][source][pos] = value.to(device)
 
     def store_attention(pos: int, weights: torch.Tensor | None) -> None:
         if weights is None:
@@ -162,20 +189,25 @@ def capture(
                     lambda m, a, o, p=pos: store_attention(p, o[1] if isinstance(o, tuple) else None),
                 )
 
-        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        for batch in tqdm(batches, desc="capture", disable=not progress, unit="batch"):
-            ids, mask = pad_batch([token_ids[i] for i in batch], pad_id, side)
-            plan = batch_readout(mask, [readouts[i] for i in batch]).to(device)
-            state.update(plan=plan, buf={s: [None] * len(layer_idx) for s in sources})
+        for batch in tqdm(groups, desc="capture", disable=not progress, unit="batch"):
+            job = _batch_job([token_ids[i] for i in batch], [readouts[i] for i in batch],
+                             shared_prefix if batch[0] in shared else None, prefix_acts,
+                             pad_id, side)
+            plan = job["plan"].to(device)
+            state.update(plan=plan, buf={s: [None] * len(layer_idx) for s in sources},
+                         offsets=job["offsets"])
             state["attn"] = [None] * len(layer_idx)
             with torch.inference_mode():
-                out = forward_batch(model, ids.to(device), mask.to(device), want_logits=logits)
+                out = run_forward(model, job["ids"].to(device), job["mask"].to(device),
+                                  logits=logits, past_key_values=job["cache"],
+                                  use_cache=job["cache"] is not None)
             stacked = torch.stack([torch.stack(state["buf"][s], dim=1) for s in sources]).cpu()
             batch_logits = plan.reduce(out.logits).cpu() if logits else None
             batch_attn = torch.stack(state["attn"], dim=1).cpu() if attention else None
             per_item.update(_split_batch(batch, plan.row_items, stacked, batch_logits, batch_attn,
-                                         mask, token_ids))
+                                         job["mask"], token_ids))
             state.clear()
+            del out, job
 
     n_items = len(token_ids)
     row_item = np.concatenate(
@@ -184,6 +216,10 @@ def capture(
     all_acts = torch.cat([per_item[i]["acts"] for i in range(n_items)], dim=1).numpy()
     acts = {s: all_acts[k] for k, s in enumerate(sources)}
     _check_finite(acts, layer_idx)
+    meta = _meta(model, adapter.family, n_layers, device, describe_position(position, mean_from),
+                 sources, layer_idx, side, token_ids)
+    meta["shared_prefix"] = None if shared_prefix is None else {
+        "tokens": len(shared_prefix), "shared": len(shared), "fallback": n_items - len(shared)}
     return Capture(
         acts=acts,
         layers=layer_idx,
@@ -193,9 +229,52 @@ def capture(
         if logits
         else None,
         attention=[a for i in range(n_items) for a in per_item[i]["attn"]] if attention else None,
-        meta=_meta(model, adapter.family, n_layers, device, describe_position(position, mean_from),
-                   sources, layer_idx, side, token_ids),
+        meta=meta,
     )
+
+
+def _shared_items(prefix: SharedPrefix | None, token_ids: list[list[int]],
+                  readouts: list[list[ReadOut]], logits: bool, attention: bool) -> list[int]:
+    """Indices of the items that run after ``prefix``'s cache: those whose tokens split at it;
+    none when attention weights are asked for (the cache's keys are not the item's); with
+    logits, not those reading a prefix token (the prefix's logits are not kept)."""
+    if prefix is None or attention:
+        return []
+    n = len(prefix)
+    return [i for i, toks in enumerate(token_ids) if prefix.splits(toks)
+            and not (logits and prefix.touches_prefix(readouts[i], n))]
+
+
+def _prefix_token_acts(model: PreTrainedModel, prefix: SharedPrefix, sources: tuple[str, ...],
+                       layer_idx: list[int]) -> dict[str, torch.Tensor]:
+    """``[P, len(layers), d]`` per source: the prefix's activations at each of its tokens (one
+    capture of the prefix alone, memoised on ``prefix``; causal attention makes them the same in
+    every item)."""
+    key = (sources, tuple(layer_idx))
+    if key not in prefix.token_acts:
+        cap = capture(model, None, [prefix.token_ids], sources=sources, layers=layer_idx,
+                      position=[list(range(len(prefix)))], batch_size=1)
+        prefix.token_acts[key] = {s: torch.from_numpy(cap.acts[s]) for s in sources}
+    return prefix.token_acts[key]
+
+
+def _batch_job(seqs: list[list[int]], readouts: list[list[ReadOut]], prefix: SharedPrefix | None,
+               prefix_acts: dict[str, torch.Tensor] | None, pad: int, side: str) -> dict:
+    """The forward of one batch: ``ids``, ``mask``, read-out ``plan``, KV ``cache`` (None: a
+    full forward) and ``offsets`` (``[R, len(layers), d]`` per source: the prefix's share of
+    read-outs that average over prefix tokens; None when there is none)."""
+    if prefix is None:
+        ids, mask = pad_batch(seqs, pad, side)
+        return {"ids": ids, "mask": mask, "plan": batch_readout(mask, readouts), "cache": None,
+                "offsets": None}
+    ids, mask, cache = prefix.batch(seqs, pad)
+    plan = prefix.plan(mask, readouts)
+    offsets = None
+    if plan.coef is not None:
+        assert prefix_acts is not None  # computed whenever a shared item reads the prefix
+        offsets = {s: torch.einsum("rp,pld->rld", plan.coef, acts)
+                   for s, acts in prefix_acts.items()}
+    return {"ids": ids, "mask": mask, "plan": plan.suffix, "cache": cache, "offsets": offsets}
 
 
 def _split_batch(batch: list[int], row_items: list[int], stacked: torch.Tensor,

@@ -28,6 +28,7 @@ from llmct.core.runner import (
     model_device,
     pad_batch,
     pad_id,
+    prefill,
     prepare,
 )
 from llmct.core.runner import forward as run_forward
@@ -138,11 +139,7 @@ class PrefixCache:
         items = self.batches[k]
         ids, mask = pad_batch([self.token_ids[i] for i in items], self.pad, "left")
         ids, mask = ids.to(self.device), mask.to(self.device)
-        with torch.inference_mode():
-            out = run_forward(self.model, ids[:, :-1], mask[:, :-1], logits=False, use_cache=True)
-        cache = out.past_key_values
-        if cache is None:
-            raise CaptureError(f"{type(self.model).__name__} returned no KV cache")
+        cache = prefill(self.model, ids[:, :-1], mask[:, :-1])
         c = self.copies
         if c > 1:  # row r of the repeated batch is copy r % c of item r // c
             cache.batch_repeat_interleave(c)

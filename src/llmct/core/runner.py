@@ -168,6 +168,19 @@ def forward(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, *,
     return model(**kwargs)
 
 
+def prefill(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor):
+    """The KV cache of a forward of ``ids [B, n]`` (mask ``[B, n]``; LM head skipped, no grad).
+
+    Raises:
+        CaptureError: the model returned no cache.
+    """
+    with torch.inference_mode():
+        out = forward(model, ids, mask, logits=False, use_cache=True)
+    if out.past_key_values is None:
+        raise CaptureError(f"{type(model).__name__} returned no KV cache")
+    return out.past_key_values
+
+
 def cache_is_croppable(cache) -> bool:
     """True when every layer of ``cache`` keeps all its past keys/values (a plain dynamic
     layer), so cropping it back restores the prefix exactly. Sliding-window and chunked layers
@@ -221,11 +234,22 @@ def fresh_cache(cache):
     return out
 
 
+def expanded_cache(cache, batch: int):
+    """A :func:`fresh_cache` copy of a one-row ``cache`` repeated to ``batch`` rows, for a batch
+    of continuations of one prefix; ``cache`` itself is left exactly as it was (the repeat binds
+    new tensors in the copy's layers)."""
+    out = fresh_cache(cache)
+    if batch > 1:
+        out.batch_repeat_interleave(batch)
+    return out
+
+
 __all__ = [
     "cache_is_croppable",
     "check_id_tensor",
     "check_token_ids",
     "context_length",
+    "expanded_cache",
     "forward",
     "fresh_cache",
     "model_device",
@@ -233,6 +257,7 @@ __all__ = [
     "pad_id",
     "sliding_window",
     "position_ids_from_mask",
+    "prefill",
     "prepare",
     "tokenize",
     "vocab_size",

@@ -29,7 +29,14 @@ from llmct.core.arch import get_adapter
 from llmct.core.capture import capture, resolve_layers
 from llmct.core.models import model_fingerprint
 from llmct.core.positions import describe_position
-from llmct.emotion.prompts import PROMPT_MODES, build_inputs, fewshot_prompt, zeroshot_prompt
+from llmct.core.prefix import SharedPrefix
+from llmct.emotion.prompts import (
+    PROMPT_MODES,
+    build_inputs,
+    fewshot_prompt,
+    template_prefix,
+    zeroshot_prompt,
+)
 from llmct.errors import LLMCTError, StoreError, UsageError
 from llmct.io.store import ChunkedStore, base_manifest, check_identity, load_npz
 
@@ -54,6 +61,9 @@ class ExtractionSummary:
     n_extracted: int
     seconds: float
     chunks: list[Path] = field(default_factory=list)
+    #: items run after the prompt's shared prefix cache / run as full forwards instead
+    n_shared_prefix: int = 0
+    n_prefix_fallback: int = 0
 
 
 @dataclass
@@ -260,11 +270,18 @@ def extract(
     attention: bool = False,
     progress: bool = True,
     model_name: str | None = None,
+    shared_prefix: bool = True,
 ) -> ExtractionSummary:
     """Capture and store the activations of ``stimuli`` not yet stored under ``out_dir``.
 
     ``stimuli``: Stimulus objects (or dicts / ``(id, text)`` tuples). Returns what was done;
     read the result with :func:`load_extraction`.
+
+    ``shared_prefix``: the prompt's common start (:func:`llmct.emotion.prompts.template_prefix`:
+    the few-shot or zero-shot block, the chat header) is run once per call and its KV cache
+    reused for every item whose tokens begin with it (:class:`llmct.core.prefix.SharedPrefix`;
+    equal to full forwards to float rounding); each chunk's manifest records
+    ``shared_prefix`` (prefix tokens, items shared, items run whole). False: full forwards.
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -307,6 +324,8 @@ def extract(
 
     store = ChunkedStore(store_dir)
     written: list[Path] = []
+    prefix = _shared_prefix(model, tokenizer, prompt) if shared_prefix and todo else None
+    counts = {"shared": 0, "fallback": 0}
     chunks = [todo[k : k + chunk_size] for k in range(0, len(todo), chunk_size)]
     for n, chunk in enumerate(chunks):
         if progress:
@@ -315,7 +334,13 @@ def extract(
         texts = [text for _, text in chunk]
         inputs, pos = build_inputs(tokenizer, texts, prompt)
         cap = capture(model, tokenizer, inputs, sources=sources, layers=layers, position=pos,
-                      batch_size=batch_size, attention=attention)
+                      batch_size=batch_size, attention=attention, shared_prefix=prefix)
+        used = cap.meta["shared_prefix"]
+        if used:
+            counts = {k: counts[k] + used[k] for k in counts}
+            if used["fallback"] and progress:
+                print(f"[extract] {used['fallback']} of {len(chunk)} items do not start with the "
+                      "prompt's shared prefix tokens; ran them as full forwards", flush=True)
         arrays = {
             "text_sha": np.array([text_digest(t) for t in texts]),
             "n_tokens": np.array([len(t) for t in cap.token_ids], dtype=np.int64),
@@ -325,6 +350,7 @@ def extract(
             arrays["attention"] = _pad_attention(cast(list[np.ndarray], cap.attention))
         chunk_manifest = {**manifest, "device": cap.meta["device"],
                           "padding_side": cap.meta["padding_side"],
+                          "shared_prefix": used,
                           "shard": None if shard is None else f"{shard[0]}/{shard[1]}"}
         written.append(store.add([sid for sid, _ in chunk], arrays, chunk_manifest))
     return ExtractionSummary(
@@ -335,7 +361,16 @@ def extract(
         n_extracted=len(todo),
         seconds=time.perf_counter() - t0,
         chunks=written,
+        n_shared_prefix=counts["shared"],
+        n_prefix_fallback=counts["fallback"],
     )
+
+
+def _shared_prefix(model: PreTrainedModel, tokenizer: Tokenizer, prompt: str
+                   ) -> SharedPrefix | None:
+    """The KV cache of ``prompt``'s shared start, or None for modes that share nothing."""
+    prefix = template_prefix(tokenizer, prompt)
+    return None if prefix is None else SharedPrefix.build(model, tokenizer, prefix)
 
 
 def _pad_attention(rows: list[np.ndarray], width: int | None = None) -> np.ndarray:
@@ -421,13 +456,14 @@ def _unpad(row: np.ndarray) -> np.ndarray:
 def ensure_extraction(out_dir: str | Path, stimuli, *, load=None, prompt: str = "fewshot",
                       sources: Sequence[str] = DEFAULT_SOURCES, layers="all", batch_size: int = 8,
                       chunk_size: int = 32, progress: bool = True,
-                      model_name: str | None = None, expected: dict | None = None) -> Extraction:
+                      model_name: str | None = None, expected: dict | None = None,
+                      shared_prefix: bool = True) -> Extraction:
     """Load the activations of ``stimuli`` from ``out_dir``, extracting whatever is missing first.
 
     ``load`` is a zero-argument callable returning ``(model, tokenizer)``; it is only called when
     something must be extracted, so analyses of stored activations never load the model. The
     store is checked against ``expected`` (see :func:`check_store`) before anything is read or
-    extracted.
+    extracted. ``shared_prefix``: as in :func:`extract`.
     """
     if Path(out_dir).exists():
         check_store(out_dir, expected)
@@ -437,7 +473,7 @@ def ensure_extraction(out_dir: str | Path, stimuli, *, load=None, prompt: str = 
         model, tokenizer = load()
         extract(model, tokenizer, stimuli, out_dir, prompt=prompt, sources=sources, layers=layers,
                 batch_size=batch_size, chunk_size=chunk_size, progress=progress,
-                model_name=model_name)
+                model_name=model_name, shared_prefix=shared_prefix)
     return load_extraction(out_dir, stimuli, expected=expected)
 
 

@@ -49,6 +49,31 @@ PROMPT_MODES = {
 }
 
 
+def template_prefix(tokenizer: Tokenizer | None, mode: str) -> str | list[int] | None:
+    """The start every prompt of ``mode`` shares, for :class:`llmct.core.prefix.SharedPrefix`:
+    the text before the stimulus (``fewshot``, ``zeroshot``), cut before the whitespace that
+    joins it to the stimulus (a tokenizer attaches that space to the stimulus's first word), or
+    the chat template's token ids before the user message's content (``chat``); None for
+    ``raw`` and ``mean`` (nothing shared). Whether a prompt's tokens really begin with these
+    is checked per item by the capture (items that do not are run whole).
+
+    Raises:
+        CaptureError: an unknown mode.
+    """
+    if mode in ("fewshot", "zeroshot"):
+        marker = "\x00"
+        wrap = fewshot_prompt if mode == "fewshot" else zeroshot_prompt
+        return wrap(marker).split(marker)[0].rstrip()
+    if mode == "chat":
+        from llmct.core.chat import render_chat
+
+        render = render_chat(tokenizer, [{"role": "user", "content": "x"}])
+        return render.input_ids[: render.spans[-1].content_start]
+    if mode in PROMPT_MODES:
+        return None
+    raise CaptureError(f"unknown prompt mode {mode!r}; choose from {sorted(PROMPT_MODES)}")
+
+
 def build_inputs(tokenizer: Tokenizer | None, texts: list[str], mode: str
                  ) -> tuple[list, PositionSpec]:
     """``(inputs, position)`` for :func:`llmct.core.capture` under a prompt mode."""
