@@ -155,3 +155,16 @@ def test_embedded_fewshot_extraction_uses_the_shared_prefix(embedded, tmp_path):
         diff = float(np.abs(got.acts[source] - want.acts[source]).max())
         print(f"embedded {source}: max abs difference {diff:.2e} (residual max {scale:.0f})")
         assert diff <= 2e-6 * scale, (source, diff, scale)
+
+
+def test_template_prefix_is_where_every_prompt_starts():
+    from llmct.emotion.prompts import fewshot_prompt, template_prefix, zeroshot_prompt
+
+    for mode, wrap in (("fewshot", fewshot_prompt), ("zeroshot", zeroshot_prompt)):
+        head = template_prefix(None, mode)
+        assert isinstance(head, str) and head.endswith("Passage:")
+        for text in ("A calm day.", "  leading space"):
+            assert wrap(text).startswith(head + " ")  # the space goes with the stimulus
+    assert template_prefix(None, "raw") is None and template_prefix(None, "mean") is None
+    with pytest.raises(CaptureError, match="unknown prompt mode"):
+        template_prefix(None, "nope")
