@@ -46,12 +46,3 @@ def test_attention_needs_eager():
     sdpa = tiny_model("llama", attn_implementation="sdpa")
     with pytest.raises(llmct.CaptureError, match="eager"):
         llmct.capture(sdpa, None, [[5, 6]], attention=True)
-
-
-def test_unsupported_architecture():
-    from transformers import BertConfig, BertModel
-
-    bert = BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                intermediate_size=64, vocab_size=50))
-    with pytest.raises(llmct.UnsupportedArchitectureError, match="bert"):
-        llmct.get_adapter(bert)

@@ -53,10 +53,6 @@ def test_every_supported_model_type_has_a_verified_tiny_model():
     assert {a.family for a in ADAPTERS} >= {"llama", "olmo2", "gemma2"}
 
 
-def test_olmo2_has_its_own_adapter():
-    assert get_adapter(tiny_model("olmo2")).family == "olmo2"
-
-
 def test_family_with_unexpected_norms_is_refused():
     """A block whose norms do not match its adapter (OLMo-2 layers under a Llama model type)
     is refused, not approximated."""
@@ -123,33 +119,6 @@ def test_prefix_cache_equals_full_forwards_with_sliding_window(kind):
     assert (got_p.logits[:3] - ref_p.logits).abs().max() <= 1e-4
     assert (got_p.logits[3:] - ref_p.logits).abs().max() <= 1e-4
     assert count_hooks(model) == 0
-
-
-@pytest.mark.parametrize("kind", ["mistral_sw", "gemma3", "llama"])
-def test_fresh_cache_is_shallow_for_dynamic_layers_and_leaves_the_original_intact(kind):
-    """The per-run copy of a dynamic (full or sliding-window) cache shares the stored tensors
-    (no deep copy of the whole cache per run) and extending it leaves the original's tensors,
-    lengths and values exactly as they were; a cache with in-place layers is deep-copied."""
-    from transformers.cache_utils import StaticCache
-
-    from llmct.core.runner import fresh_cache
-
-    model = tiny_model(kind)
-    ids = torch.tensor([[5, 9, 17, 33, 2, 8, 7, 3, 99, 12]])
-    with torch.inference_mode():
-        root = model(ids, use_cache=True).past_key_values
-        before = [(layer.keys.clone(), layer.values.clone(), getattr(layer, "cumulative_length", 0))
-                  for layer in root.layers]
-        copy_ = fresh_cache(root)
-        assert all(a.keys is b.keys for a, b in zip(copy_.layers, root.layers, strict=True))
-        model(torch.tensor([[45]]), past_key_values=copy_, use_cache=True)
-    for layer, (k, v, n) in zip(root.layers, before, strict=True):
-        assert torch.equal(layer.keys, k) and torch.equal(layer.values, v)
-        assert getattr(layer, "cumulative_length", 0) == n
-    assert copy_.get_seq_length() == root.get_seq_length() + 1 or kind == "mistral_sw"
-    static = StaticCache(config=model.config, max_cache_len=16)
-    assert fresh_cache(static) is not static and all(
-        a is not b for a, b in zip(fresh_cache(static).layers, static.layers, strict=True))
 
 
 # -- 3. chat spans come from the rendering, never from searching the string ----------------------
@@ -366,15 +335,6 @@ def test_monitor_batched_generation_with_early_eos(kind):
     assert np.isnan(batched.scores[3][0]).all() and np.isfinite(batched.scores[3][1]).all()
 
 
-def test_string_inputs_are_text_even_when_they_spell_special_tokens(tok):
-    """#14 item 7 for stimuli passed as strings (raw, few-shot modes): text stays text."""
-    from llmct.core.runner import tokenize
-
-    (ids,) = tokenize(tok, ["I said <|im_end|> then left"], add_special_tokens=False)
-    assert not set(ids) & set(tok.all_special_ids)
-    assert tok.decode(ids) == "I said <|im_end|> then left"
-
-
 def test_scan_cli_takes_a_chat_template(tmp_path):
     from llmct.cli import build_parser
 
@@ -397,66 +357,3 @@ def test_shared_prefix_preferences_with_sliding_window(kind):
     with torch.no_grad():
         ref = torch.stack([model(torch.tensor([s])).logits[0, -1] for s in seqs])
     assert (got - ref).abs().max() <= 1e-4
-
-
-def test_site_aliases_are_the_canonical_sites():
-    """Sites declared once in the adapters: resid_pre = hidden_in, resid_post = hidden_out, for
-    capture and interventions alike."""
-    model = tiny_model("olmo2")
-    ids = [[5, 9, 17, 33]]
-    a = llmct.capture(model, None, ids, sources=["resid_pre", "resid_post"], layers=[1])
-    b = llmct.capture(model, None, ids, sources=["hidden_in", "hidden_out"], layers=[1])
-    assert sorted(a.acts) == ["hidden_in", "hidden_out"]
-    np.testing.assert_array_equal(a["hidden_out"], b["hidden_out"])
-    vec = torch.ones(64)
-    with patch(model, "resid_post", 1, vec):
-        c = llmct.capture(model, None, ids, sources=["hidden_in"], layers=[2])
-    np.testing.assert_allclose(c["hidden_in"][0, 0], vec.numpy(), atol=1e-6)
-    with pytest.raises(CaptureError, match="resid_mid"):
-        llmct.capture(model, None, ids, sources=["resid_mid"])
-    with pytest.raises(CaptureError, match="twice"):
-        llmct.capture(model, None, ids, sources=["resid_post", "hidden_out"])
-
-
-def test_hook_registry_orders_editors_before_readers():
-    """The registry itself: readers see every edit of their site whatever the entry order;
-    editors compose in entry order; a reader that returns a value is an error; all removed."""
-    from llmct.core.hooks import Hooks
-
-    lin = torch.nn.Linear(2, 2)
-    seen = []
-    with Hooks() as outer:
-        outer.forward(lin, lambda m, a, o: seen.append(o.clone()))
-        with Hooks() as inner:
-            inner.forward(lin, lambda m, a, o: o * 0 + 1, edits=True)
-            inner.forward(lin, lambda m, a, o: o * 3, edits=True)
-            out = lin(torch.zeros(1, 2))
-        assert torch.equal(out, torch.full((1, 2), 3.0)) and torch.equal(seen[-1], out)
-        lin(torch.zeros(1, 2))  # editors gone: the reader sees the plain output again
-        assert torch.equal(seen[-1], lin.bias.detach().reshape(1, 2))
-        with Hooks() as bad:
-            bad.forward(lin, lambda m, a, o: o)
-            with pytest.raises(RuntimeError, match="edits=True"):
-                lin(torch.zeros(1, 2))
-    assert count_hooks(lin) == 0
-
-
-@pytest.mark.integration
-def test_embedded_model_passes_verify_adapter(embedded):
-    """The residual identity and HF hidden states on real weights (SmolLM2, llama adapter)."""
-    model, tok = embedded
-    ids = tok("I can't stop smiling today, everything went right!")["input_ids"]
-    report = arch.verify_adapter(model, ids)
-    assert report["family"] == "llama"
-    assert report["max_abs_error"] <= 2e-5 * max(1.0, report["max_abs_value"])
-
-
-def test_verify_adapter_catches_a_mis_mapped_norm(monkeypatch):
-    """Not vacuous: an OLMo-2 adapter that forgets the post-sublayer norms fails the check."""
-    import dataclasses
-
-    wrong = tuple(dataclasses.replace(a, attn_post_norm=None, mlp_post_norm=None)
-                  if a.family == "olmo2" else a for a in ADAPTERS)
-    monkeypatch.setattr(arch, "ADAPTERS", wrong)
-    with pytest.raises(UnsupportedArchitectureError, match="residual identity off by"):
-        arch.verify_adapter(tiny_model("olmo2"))

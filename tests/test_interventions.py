@@ -1,6 +1,7 @@
 """Interventions: identity patches, exact reproduction of another input, cleanup after errors,
-batched == unbatched, zero ablation vs a hand computation, norm-matched noise, the prefix-cache
-shortcut, answer-word scoring, and each causal experiment's main() end to end."""
+batched == unbatched, zero ablation vs a hand computation, norm-matched noise, and each causal
+experiment's main() end to end (the prefix-cache shortcut: test_readout.py; answer words:
+test_answers.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ import torch
 import llmct
 from llmct.core import interventions as iv
 from llmct.core.hooks import count_hooks
-from llmct.core.readout import PrefixCache, readout_logits
-from llmct.emotion.answers import AnswerWords
+from llmct.core.readout import readout_logits
 from llmct.errors import CaptureError
 from tests.tiny_models import random_token_batches, tiny_model
 
@@ -141,65 +141,6 @@ def test_noise_ablation_keeps_the_norm_and_mean_ablation_sets_the_mean():
     v = np.random.default_rng(0).standard_normal((4, 64))
     np.testing.assert_allclose(np.linalg.norm(iv.random_like_norm(v), axis=-1),
                                np.linalg.norm(v, axis=-1), rtol=1e-5)
-
-
-@pytest.mark.parametrize("kind", ["llama", "gemma2"])
-def test_prefix_cache_equals_full_forwards(kind):
-    model = tiny_model(kind)
-    seqs = random_token_batches(n=5)
-    cache = PrefixCache(model, None, seqs, batch_size=2)
-    vals = np.random.default_rng(2).standard_normal((5, 64)).astype(np.float32)
-
-    def patch_last(items):
-        return iv.patch(model, "mlp_out", 1, vals[items], positions="last")
-
-    for fn in (None, patch_last, lambda items: iv.ablate(model, "attn_out", 2, "zero")):
-        full = readout_logits(model, None, seqs, fn, hidden_layers=[-1])
-        fast = cache.run(fn, hidden_layers=[-1])
-        torch.testing.assert_close(fast.logits, full.logits, atol=1e-4, rtol=0)
-        torch.testing.assert_close(fast.hidden[2], full.hidden[2], atol=1e-4, rtol=0)
-    # copies: one forward, a different intervention per copy, same numbers as separate runs
-    two = PrefixCache(model, None, seqs, batch_size=2, copies=2)
-    both = np.concatenate([vals, np.zeros_like(vals)])
-    res = two.run(lambda rows: iv.patch(model, "mlp_out", 1, both[rows], positions="last"))
-    torch.testing.assert_close(res.logits[:5], logits_of(model, seqs, intervention=patch_last),
-                               atol=1e-4, rtol=0)
-    zero = logits_of(model, seqs, intervention=lambda items: iv.ablate(model, "mlp_out", 1))
-    torch.testing.assert_close(res.logits[5:], zero, atol=1e-4, rtol=0)
-    # an intervention outside the last token is refused; the cache stays usable afterwards
-    with pytest.raises(CaptureError, match="cached"):
-        cache.run(lambda items: iv.ablate(model, "attn_out", 0, "zero", positions="all"))
-    torch.testing.assert_close(cache.run().logits, logits_of(model, seqs), atol=1e-4, rtol=0)
-    assert count_hooks(model) == 0
-
-
-def test_answer_word_rule():
-    words = AnswerWords({"anger": ("anger", "angry", "mad"), "joy": ("joy", "joyful"),
-                            "trust": ("respect",), "disgust": ("resentment",)})
-    assert words.classify(" Anger") == "anger" and words.classify("ang") == "anger"
-    assert words.classify(" joyful") == "joy" and words.classify("mad") == "anger"
-    assert words.classify("an") is None  # shorter than min_prefix
-    assert words.classify("made") is None  # not a prefix of any word
-    assert words.classify("res") is None  # ambiguous: resentment and respect
-    shipped = AnswerWords.load()
-    from stimuli.loader import EMOTIONS
-
-    assert set(shipped.emotions) == set(EMOTIONS) and shipped.min_prefix == 3
-
-
-@pytest.mark.integration
-def test_answer_scorer_on_embedded_tokenizer(embedded):
-    model, tok = embedded
-    scorer = AnswerWords.load().bind(tok)
-    ids = {e: tok(" " + e, add_special_tokens=False)["input_ids"][0] for e in scorer.emotions}
-    for e, t in ids.items():
-        assert scorer.token_emotion(t) == e and t in scorer.mass_ids[e]
-    logits = torch.full((2, len(tok)), -30.0)
-    logits[0, ids["fear"]] = 10.0
-    logits[1, ids["joy"]] = 10.0
-    assert scorer.answers(logits) == ["fear", "joy"]
-    mass = scorer.mass(logits)
-    assert mass[0, scorer.emotions.index("fear")] > 0.99 and mass.sum(1).max() <= 1.0 + 1e-6
 
 
 @pytest.mark.integration
