@@ -6,9 +6,9 @@ before every stimulus. :class:`SharedPrefix` runs that block once and keeps its 
 each item's *suffix*, right-padded after the prefix, against a per-batch expansion of that cache.
 Because attention is causal, every token of the prefix has the same states in every item, so
 this equals full forwards up to float rounding (tested on every architecture, sliding-window
-and hybrid caches included). The technique is prefix (prompt) caching as in vLLM's automatic
-prefix caching and Hugging Face's "re-use the cache for a shared prompt prefix" recipe; the
-code is this project's own.
+and hybrid caches included). The technique is prefix (prompt) caching, as in vLLM's automatic
+prefix caching and the prompt-reuse example of transformers' KV-cache guide (prefill once, copy
+the cache for each continuation); the code is this project's own.
 
 Token boundary: an item shares the prefix only when its own tokens *begin with exactly* the
 prefix's tokens and continue after them (:meth:`SharedPrefix.splits`); a prompt whose text
@@ -51,7 +51,7 @@ class PrefixPlan:
     coef: torch.Tensor | None
 
 
-@dataclass
+@dataclass(eq=False)
 class SharedPrefix:
     """The tokens of a shared prompt prefix and their key/value cache (batch of one).
 
@@ -62,10 +62,10 @@ class SharedPrefix:
     read-outs that average over prefix tokens (filled by :func:`llmct.core.capture.capture`).
     """
 
-    model: PreTrainedModel
+    model: PreTrainedModel = field(repr=False)
     token_ids: list[int]
-    cache: Any
-    token_acts: dict[tuple, dict[str, torch.Tensor]] = field(default_factory=dict)
+    cache: Any = field(repr=False)
+    token_acts: dict[tuple, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, model: PreTrainedModel, tokenizer: Tokenizer | None,

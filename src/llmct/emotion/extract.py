@@ -281,7 +281,8 @@ def extract(
     the few-shot or zero-shot block, the chat header) is run once per call and its KV cache
     reused for every item whose tokens begin with it (:class:`llmct.core.prefix.SharedPrefix`;
     equal to full forwards to float rounding); each chunk's manifest records
-    ``shared_prefix`` (prefix tokens, items shared, items run whole). False: full forwards.
+    ``shared_prefix`` (prefix tokens, items shared, items run whole; None when not used).
+    False, or ``attention=True``: full forwards.
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -324,7 +325,9 @@ def extract(
 
     store = ChunkedStore(store_dir)
     written: list[Path] = []
-    prefix = _shared_prefix(model, tokenizer, prompt) if shared_prefix and todo else None
+    # attention weights need every key of the item: those extractions run whole
+    use_prefix = shared_prefix and bool(todo) and not attention
+    prefix = _shared_prefix(model, tokenizer, prompt) if use_prefix else None
     counts = {"shared": 0, "fallback": 0}
     chunks = [todo[k : k + chunk_size] for k in range(0, len(todo), chunk_size)]
     for n, chunk in enumerate(chunks):
