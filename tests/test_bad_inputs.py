@@ -424,56 +424,6 @@ def test_real_processes_print_one_line_and_exit_2(tmp_path):
         assert_one_line(proc.returncode, proc.stderr, "02_probes", pattern)
 
 
-# ----------------------------------------------------------------------------- model identity
-
-def test_fingerprint_changes_with_a_value_deep_in_a_tensor(tmp_path, monkeypatch):
-    from safetensors.torch import load_file, save_file
-
-    from llmct.core import models
-
-    folder = save_tiny(tmp_path / "m")
-    before = models.weights_fingerprint(str(folder))
-    loaded, _ = models.load_model(str(folder), device="cpu")
-    assert models.model_fingerprint(loaded) == before  # loaded == computed from the files
-    weights = folder / "model.safetensors"
-    tensors = load_file(str(weights))
-    name = max(tensors, key=lambda k: tensors[k].numel())
-    flat = tensors[name].reshape(-1)
-    flat[flat.numel() - 7] += 1e-3  # far past any sampled prefix
-    save_file(tensors, str(weights), metadata={"format": "pt"})
-    after = models.weights_fingerprint(str(folder))
-    assert after != before
-    # cached by path, size and mtime: a second call reads no weight bytes
-    monkeypatch.setattr(models, "file_sha256", lambda *a, **k: pytest.fail("re-hashed"))
-    assert models.weights_fingerprint(str(folder)) == after
-
-
-def test_fingerprint_takes_hub_blob_names_and_conversion_records(tmp_path, monkeypatch):
-    from llmct.core import models
-
-    blobs = tmp_path / "hub" / "blobs"
-    blobs.mkdir(parents=True)
-    sha = "ab" * 32
-    (blobs / sha).write_bytes(b"weights")
-    snap = tmp_path / "hub" / "snapshots" / "rev"
-    snap.mkdir(parents=True)
-    (snap / "model.safetensors").symlink_to(blobs / sha)
-    monkeypatch.setattr(models, "file_sha256", lambda *a, **k: pytest.fail("hashed a hub blob"))
-    assert models.file_digest(snap / "model.safetensors") == sha
-
-    conv = tmp_path / "converted"
-    conv.mkdir()
-    w = conv / "model.safetensors"
-    w.write_bytes(b"0123456789")
-    (conv / models.WEIGHT_HASHES_FILE).write_text(json.dumps(
-        {"files": {"model.safetensors": {"sha256": "cd" * 32, "size": 10}}}))
-    assert models.file_digest(w) == "cd" * 32  # recorded at conversion: not re-hashed
-    time.sleep(0.01)
-    w.write_bytes(b"0123456788")  # same size, edited after the record
-    monkeypatch.setattr(models, "file_sha256", lambda p, *a: "recomputed")
-    assert models.file_digest(w) == "recomputed"
-
-
 # ----------------------------------------------------------------------------- scenarios (YAML)
 
 SCENARIO = """\

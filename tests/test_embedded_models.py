@@ -1,5 +1,6 @@
-"""The embedded models (SmolLM2-135M-Instruct, Gemma 3 270M): registry, cache records, and the
-capture parity suite on real weights against plain Hugging Face forwards."""
+"""The embedded models (SmolLM2-135M-Instruct, Gemma 3 270M) on their real weights: the registry
+matches the loaded model, cache records, and the capture parity suite against plain Hugging Face
+forwards (the registry without a model: test_models.py)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,9 @@ import pytest
 import torch
 
 import llmct
-from llmct.cli import main as cli_main
 from llmct.core import models
 from llmct.core.arch import get_submodule
 from llmct.core.lens import lens_logits
-from llmct.errors import ModelLoadError
 
 EMBEDDED = list(models.EMBEDDED_MODELS)
 PROMPTS = [
@@ -24,94 +23,6 @@ PROMPTS = [
     "The funeral was quiet.",
     "She opened the letter and her hands began to shake as she read it twice.",
 ]
-
-
-# ---------------------------------------------------------------- registry (no model loaded)
-
-
-def test_names_aliases_and_slugs():
-    assert models.embedded_model("default").name == "smollm2-135m-instruct"
-    assert models.embedded_model("gemma3-270m").hf_id == "google/gemma-3-270m"
-    assert models.embedded_model("HuggingFaceTB/SmolLM2-135M-Instruct") is None  # a hub id
-    assert models.model_slug("default") == models.model_slug("smollm2-135m-instruct")
-    assert models.model_slug("gemma3-270m") == "gemma3-270m"
-    with pytest.raises(ModelLoadError, match="not an embedded model.*gemma3-270m"):
-        models.embedded_model_dir("gemma3-27b")
-
-
-def test_base_model_is_recorded_without_chat_template():
-    gemma = models.EMBEDDED_MODELS["gemma3-270m"]
-    assert gemma.kind == "base" and gemma.chat_template == "none"
-    assert "ai.google.dev/gemma/terms" in gemma.licence
-    assert models.EMBEDDED_MODELS["smollm2-135m-instruct"].licence == "Apache-2.0"
-
-
-def test_package_checksums_are_read_from_the_packages():
-    # Gemma: the package's own constant (also in its SHA256SUMS); SmolLM2: the wheel's RECORD.
-    assert models._expected_gguf_sha256(models.EMBEDDED_MODELS["gemma3-270m"]) == (
-        "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818")
-    smol = models._expected_gguf_sha256(models.EMBEDDED_MODELS["smollm2-135m-instruct"])
-    assert re.fullmatch(r"[0-9a-f]{64}", smol)
-
-
-def test_a_gguf_with_the_wrong_checksum_is_refused(monkeypatch):
-    monkeypatch.setattr(models, "_expected_gguf_sha256", lambda spec: "0" * 64)
-    with pytest.raises(ModelLoadError, match="sha256.*reinstall"):
-        models.embedded_gguf_path("default")
-
-
-def test_chunked_model_needs_a_workdir():
-    with pytest.raises(ModelLoadError, match="workdir"):
-        models.embedded_gguf_path("gemma3-270m")
-
-
-def test_recorded_weight_hashes_follow_the_files(tmp_path):
-    weights = tmp_path / "model.safetensors"
-    weights.write_bytes(b"x" * 100)
-    assert models.recorded_weight_hashes(tmp_path) is None  # nothing recorded yet
-    entries = models._record_weight_hashes(tmp_path)
-    assert entries["model.safetensors"]["size"] == 100
-    assert models.recorded_weight_hashes(tmp_path) == {
-        "model.safetensors": models.file_sha256(weights)}
-    weights.write_bytes(b"y" * 101)  # the file changed after conversion: the record is stale
-    assert models.recorded_weight_hashes(tmp_path) is None
-    (tmp_path / models.WEIGHT_HASHES_FILE).write_text("{not json")
-    assert models.recorded_weight_hashes(tmp_path) is None
-
-
-@pytest.mark.parametrize("kind", ["gemma3", "llama"])
-def test_converted_weights_round_trip_with_tied_embeddings(kind, tmp_path):
-    from safetensors.torch import save_file
-    from transformers import AutoModelForCausalLM
-
-    from tests.tiny_models import tiny_model
-
-    model = tiny_model(kind)
-    model.config.tie_word_embeddings = True
-    model.tie_weights()
-    state = models._untied_state_dict(model)
-    assert "lm_head.weight" not in state and "model.embed_tokens.weight" in state
-    save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
-    model.config.save_pretrained(tmp_path)
-    back = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32,
-                                                attn_implementation="eager").eval()
-    assert back.lm_head.weight.data_ptr() == back.get_input_embeddings().weight.data_ptr()
-    ids = torch.tensor([[1, 5, 9, 17]])
-    with torch.no_grad():
-        torch.testing.assert_close(back(ids).logits, model(ids).logits, rtol=0, atol=0)
-
-
-def test_models_command_lists_both(capsys):
-    assert cli_main(["models", "--json"]) == 0
-    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    assert set(rows) == set(EMBEDDED)
-    gemma = rows["gemma3-270m"]
-    assert (gemma["n_layers"], gemma["d_model"], gemma["family"]) == (18, 640, "Gemma 3")
-    assert gemma["installed"] and gemma["gguf_bytes"] > 200e6  # four chunks, ~253 MB
-    assert rows["smollm2-135m-instruct"]["aliases"] == ["default"]
-    assert cli_main(["models"]) == 0
-    text = capsys.readouterr().out
-    assert "gemma3-270m" in text and "Gemma Terms" in text and "Apache-2.0" in text
 
 
 # ---------------------------------------------------------------- real weights
