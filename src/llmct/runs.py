@@ -527,14 +527,15 @@ def get_activations(exp_dir: Path, args, stimuli, prompt: str | None = None
                           layers=args.layers or "all",
                           batch_size=args.batch_size, shard=args.shard,
                           chunk_size=args.chunk_size, progress=args.progress,
-                          model_name=args.model)
+                          model_name=args.model, shared_prefix=getattr(args, "shared_prefix", True))
         print(f"shard {args.shard}: {summary.n_extracted} extracted, {summary.n_skipped} already "
               f"stored in {summary.store_dir}; run again without --shard when all shards are done")
         return None
     return ensure_extraction(folder, stimuli, load=load, prompt=prompt, sources=args.sources,
                              layers=args.layers or "all",
                              batch_size=args.batch_size, chunk_size=args.chunk_size,
-                             progress=args.progress, model_name=args.model, expected=expected)
+                             progress=args.progress, model_name=args.model, expected=expected,
+                             shared_prefix=getattr(args, "shared_prefix", True))
 
 
 def stored_table(path: str | Path, columns: Sequence[str], what: str) -> pd.DataFrame:
@@ -575,7 +576,7 @@ def _extract_launched(folder: Path, stimuli, args, prompt: str, expected: dict, 
         summary = extract(model, tokenizer, stimuli, folder, prompt=prompt, sources=args.sources,
                           layers=args.layers or "all", batch_size=args.batch_size, shard=shard,
                           chunk_size=args.chunk_size, progress=args.progress,
-                          model_name=args.model)
+                          model_name=args.model, shared_prefix=getattr(args, "shared_prefix", True))
         print(f"[rank {shard[0]}/{shard[1]}] {summary.n_extracted} extracted into "
               f"{summary.store_dir}", flush=True)
     barrier()

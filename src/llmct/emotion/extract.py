@@ -574,6 +574,9 @@ def add_extract_args(parser, *, sets: Sequence[str] = ("set_a", "set_b", "set_b_
                         help="CPU threads for the forward passes (on a busy shared machine 1 can "
                         "be several times faster than the default)")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument("--no-shared-prefix", dest="shared_prefix", action="store_false",
+                        help="run every prompt whole instead of computing the prompt template's "
+                        "common start once (same activations to float rounding; for checking)")
     return parser
 
 
