@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from llmct.core.arch import SITE_ALIASES, SITES, canonical_site, get_adapter
 from llmct.core.hooks import Hooks
 from llmct.core.positions import (
+    BatchReadout,
     PositionSpec,
     ReadOut,
     batch_readout,
@@ -159,57 +160,97 @@ def capture(
             shared_prefix.touches_prefix(readouts[i], len(shared_prefix)) for i in shared):
         prefix_acts = _prefix_token_acts(model, shared_prefix, sources, layer_idx)
 
-    # Longest first: fewer pad tokens per batch, and an out-of-memory error shows up at once.
-    order = sorted(set(range(len(token_ids))) - set(shared), key=lambda i: -len(token_ids[i]))
-    shared.sort(key=lambda i: -len(token_ids[i]))
-    groups = [g[k: k + batch_size] for g in (order, shared) for k in range(0, len(g), batch_size)]
+    groups = _batch_groups(token_ids, shared, batch_size)
+    rec = _Recorder(device, sources, len(layer_idx))
     per_item: dict[int, dict] = {}
-    state: dict = {}  # the current batch's read-out plan and buffers, read by the hooks
-
-    def store(source: str, pos: int, hidden: torch.Tensor) -> None:
-        value = state["plan"].reduce(hidden)
-        if state["offsets"] is not None:  # read-outs that average over prefix tokens too
-            value = value + state["offsets"][source][:, pos]
-        state["buf"][source][pos] = value.to(device)
-
-    def store_attention(pos: int, weights: torch.Tensor | None) -> None:
-        if weights is None:
-            raise CaptureError("the attention module returned no weights (is it eager?)")
-        plan = state["plan"]
-        q = _query_rows(plan, weights.shape[-1])
-        state["attn"][pos] = weights[q[:, 0], :, q[:, 1], :].float().to(device)  # [R, H, T]
-
     with Hooks() as hooks:
         for pos, layer in enumerate(layer_idx):
             for source in sources:
-                hooks.read(adapter.site(model, source, layer),
-                           partial(store, source, pos))
+                hooks.read(adapter.site(model, source, layer), partial(rec.store, source, pos))
             if attention:
                 hooks.forward(
                     adapter.attention_module(adapter.block_list(model)[layer]),
-                    lambda m, a, o, p=pos: store_attention(p, o[1] if isinstance(o, tuple) else None),
+                    lambda m, a, o, p=pos: rec.store_attention(
+                        p, o[1] if isinstance(o, tuple) else None),
                 )
-
         for batch in tqdm(groups, desc="capture", disable=not progress, unit="batch"):
             job = _batch_job([token_ids[i] for i in batch], [readouts[i] for i in batch],
                              shared_prefix if batch[0] in shared else None, prefix_acts,
                              pad_id, side)
-            plan = job["plan"].to(device)
-            state.update(plan=plan, buf={s: [None] * len(layer_idx) for s in sources},
-                         offsets=job["offsets"])
-            state["attn"] = [None] * len(layer_idx)
-            with torch.inference_mode():
-                out = run_forward(model, job["ids"].to(device), job["mask"].to(device),
-                                  logits=logits, past_key_values=job["cache"],
-                                  use_cache=job["cache"] is not None)
-            stacked = torch.stack([torch.stack(state["buf"][s], dim=1) for s in sources]).cpu()
-            batch_logits = plan.reduce(out.logits).cpu() if logits else None
-            batch_attn = torch.stack(state["attn"], dim=1).cpu() if attention else None
-            per_item.update(_split_batch(batch, plan.row_items, stacked, batch_logits, batch_attn,
-                                         job["mask"], token_ids))
-            state.clear()
-            del out, job
+            per_item.update(_run_batch(model, rec, job, batch, token_ids, logits, attention))
+            del job
 
+    meta = _meta(model, adapter.family, n_layers, device, describe_position(position, mean_from),
+                 sources, layer_idx, side, token_ids)
+    meta["shared_prefix"] = None if shared_prefix is None else {
+        "tokens": len(shared_prefix), "shared": len(shared),
+        "fallback": len(token_ids) - len(shared)}
+    return _assemble(per_item, token_ids, sources, layer_idx, logits, attention, meta)
+
+
+def _batch_groups(token_ids: list[list[int]], shared: list[int], batch_size: int
+                  ) -> list[list[int]]:
+    """Batches of item indices: full-forward items and shared-prefix items apart, each longest
+    first (fewer pad tokens per batch, and an out-of-memory error shows up at once)."""
+    order = sorted(set(range(len(token_ids))) - set(shared), key=lambda i: -len(token_ids[i]))
+    shared.sort(key=lambda i: -len(token_ids[i]))
+    return [g[k: k + batch_size] for g in (order, shared) for k in range(0, len(g), batch_size)]
+
+
+class _Recorder:
+    """The current batch's read-out plan and buffers, filled by the capture hooks (reduced
+    inside the hook: one ``[rows, d]`` tensor per source and layer, never the whole sequence)."""
+
+    def __init__(self, device, sources: Sequence[str], n_layers: int) -> None:
+        self.device, self.sources, self.n_layers = device, list(sources), n_layers
+        self.plan: BatchReadout | None = None
+        self.offsets: dict | None = None
+        self.buf: dict[str, list] = {}
+        self.attn: list = []
+
+    def start(self, plan, offsets: dict | None) -> None:
+        self.plan, self.offsets = plan, offsets
+        self.buf = {s: [None] * self.n_layers for s in self.sources}
+        self.attn = [None] * self.n_layers
+
+    def store(self, source: str, pos: int, hidden: torch.Tensor) -> None:
+        assert self.plan is not None  # set by start() before every forward
+        value = self.plan.reduce(hidden)
+        if self.offsets is not None:  # read-outs that average over prefix tokens too
+            value = value + self.offsets[source][:, pos]
+        self.buf[source][pos] = value.to(self.device)
+
+    def store_attention(self, pos: int, weights: torch.Tensor | None) -> None:
+        if weights is None:
+            raise CaptureError("the attention module returned no weights (is it eager?)")
+        q = _query_rows(self.plan, weights.shape[-1])
+        self.attn[pos] = weights[q[:, 0], :, q[:, 1], :].float().to(self.device)  # [R, H, T]
+
+    def stacked(self) -> torch.Tensor:
+        """``[n_sources, rows, n_layers, d]`` on the CPU."""
+        return torch.stack([torch.stack(self.buf[s], dim=1) for s in self.sources]).cpu()
+
+
+def _run_batch(model: PreTrainedModel, rec: _Recorder, job: dict, batch: list[int],
+               token_ids: list[list[int]], logits: bool, attention: bool) -> dict[int, dict]:
+    """One forward of a batch job (:func:`_batch_job`) with the hooks recording into ``rec``;
+    returns the per-item activations (and logits / attention) of :func:`_split_batch`."""
+    device = rec.device
+    plan = job["plan"].to(device)
+    rec.start(plan, job["offsets"])
+    with torch.inference_mode():
+        out = run_forward(model, job["ids"].to(device), job["mask"].to(device),
+                          logits=logits, past_key_values=job["cache"],
+                          use_cache=job["cache"] is not None)
+    batch_logits = plan.reduce(out.logits).cpu() if logits else None
+    batch_attn = torch.stack(rec.attn, dim=1).cpu() if attention else None
+    return _split_batch(batch, plan.row_items, rec.stacked(), batch_logits, batch_attn,
+                        job["mask"], token_ids)
+
+
+def _assemble(per_item: dict[int, dict], token_ids: list[list[int]], sources: Sequence[str],
+              layer_idx: list[int], logits: bool, attention: bool, meta: dict) -> Capture:
+    """The :class:`Capture` of every item's rows, in item order (finite values checked)."""
     n_items = len(token_ids)
     row_item = np.concatenate(
         [np.full(per_item[i]["acts"].shape[1], i, dtype=np.int64) for i in range(n_items)]
@@ -217,10 +258,6 @@ def capture(
     all_acts = torch.cat([per_item[i]["acts"] for i in range(n_items)], dim=1).numpy()
     acts = {s: all_acts[k] for k, s in enumerate(sources)}
     _check_finite(acts, layer_idx)
-    meta = _meta(model, adapter.family, n_layers, device, describe_position(position, mean_from),
-                 sources, layer_idx, side, token_ids)
-    meta["shared_prefix"] = None if shared_prefix is None else {
-        "tokens": len(shared_prefix), "shared": len(shared), "fallback": n_items - len(shared)}
     return Capture(
         acts=acts,
         layers=layer_idx,

@@ -280,9 +280,8 @@ def extract(
     ``shared_prefix``: the prompt's common start (:func:`llmct.emotion.prompts.template_prefix`:
     the few-shot or zero-shot block, the chat header) is run once per call and its KV cache
     reused for every item whose tokens begin with it (:class:`llmct.core.prefix.SharedPrefix`;
-    equal to full forwards to float rounding); each chunk's manifest records
-    ``shared_prefix`` (prefix tokens, items shared, items run whole; None when not used).
-    False, or ``attention=True``: full forwards.
+    equal to full forwards to float rounding; False, or ``attention=True``: full forwards);
+    each chunk's manifest records its counts (prefix tokens, items shared, items run whole).
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -290,30 +289,10 @@ def extract(
     shard = parse_shard(shard)
     mine = pairs if shard is None else pairs[shard[0] :: shard[1]]
     store_dir = out_dir if shard is None else out_dir / f"shard-{shard[0]}-of-{shard[1]}"
-    if chunk_size < 1:
-        raise UsageError(f"--chunk-size must be >= 1, got {chunk_size}")
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
-    check_layer_values(layers)
+    _check_sizes(chunk_size, batch_size, layers)
 
-    adapter = get_adapter(model)
-    n_layers = adapter.n_layers(model)
-    name = model_name or getattr(model.config, "llmct_name", None) or model.config._name_or_path
-    _, position = build_inputs(tokenizer, ["x"], prompt)
-    manifest = base_manifest(
-        model=name,
-        model_fingerprint=model_fingerprint(model),
-        dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
-        position=position_rule(prompt),
-        prompt=prompt,
-        prompt_template=_prompt_template(tokenizer, prompt),
-        sources=list(sources),
-        layers=resolve_layers(layers, n_layers),
-        n_layers=n_layers,
-        d_model=int(model.config.hidden_size),
-        family=adapter.family,
-        attention=bool(attention),
-    )
+    manifest = _extraction_manifest(model, tokenizer, prompt, sources, layers, model_name,
+                                    attention)
     _check_manifest(out_dir, manifest)
     stored = _stored_digests(out_dir)
     todo = _missing(mine, stored)
@@ -334,28 +313,17 @@ def extract(
         if progress:
             print(f"[extract] chunk {n + 1}/{len(chunks)} ({len(chunk)} items) -> {store_dir}",
                   flush=True)
-        texts = [text for _, text in chunk]
-        inputs, pos = build_inputs(tokenizer, texts, prompt)
-        cap = capture(model, tokenizer, inputs, sources=sources, layers=layers, position=pos,
-                      batch_size=batch_size, attention=attention, shared_prefix=prefix)
-        used = cap.meta["shared_prefix"]
+        path, used = _extract_chunk(model, tokenizer, chunk, store, prompt=prompt,
+                                    sources=sources, layers=layers, batch_size=batch_size,
+                                    attention=attention, prefix=prefix,
+                                    manifest={**manifest, "shard": None if shard is None
+                                              else f"{shard[0]}/{shard[1]}"})
+        written.append(path)
         if used:
             counts = {k: counts[k] + used[k] for k in counts}
             if used["fallback"] and progress:
                 print(f"[extract] {used['fallback']} of {len(chunk)} items do not start with the "
                       "prompt's shared prefix tokens; ran them as full forwards", flush=True)
-        arrays = {
-            "text_sha": np.array([text_digest(t) for t in texts]),
-            "n_tokens": np.array([len(t) for t in cap.token_ids], dtype=np.int64),
-            **{s: cap.acts[s] for s in sources},
-        }
-        if attention:
-            arrays["attention"] = _pad_attention(cast(list[np.ndarray], cap.attention))
-        chunk_manifest = {**manifest, "device": cap.meta["device"],
-                          "padding_side": cap.meta["padding_side"],
-                          "shared_prefix": used,
-                          "shard": None if shard is None else f"{shard[0]}/{shard[1]}"}
-        written.append(store.add([sid for sid, _ in chunk], arrays, chunk_manifest))
     return ExtractionSummary(
         out_dir=out_dir,
         store_dir=store_dir,
@@ -367,6 +335,62 @@ def extract(
         n_shared_prefix=counts["shared"],
         n_prefix_fallback=counts["fallback"],
     )
+
+
+def _check_sizes(chunk_size: int, batch_size: int, layers) -> None:
+    """UsageError for a chunk or batch size below 1 or a malformed ``layers`` value."""
+    if chunk_size < 1:
+        raise UsageError(f"--chunk-size must be >= 1, got {chunk_size}")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+    check_layer_values(layers)
+
+
+def _extraction_manifest(model: PreTrainedModel, tokenizer: Tokenizer, prompt: str,
+                         sources: Sequence[str], layers, model_name: str | None,
+                         attention: bool) -> dict:
+    """The identity of a store: model, fingerprint, dtype, prompt and its template, read-out
+    rule, sources, layers, architecture (:func:`check_store` compares it on every read)."""
+    adapter = get_adapter(model)
+    n_layers = adapter.n_layers(model)
+    name = model_name or getattr(model.config, "llmct_name", None) or model.config._name_or_path
+    return base_manifest(
+        model=name,
+        model_fingerprint=model_fingerprint(model),
+        dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
+        position=position_rule(prompt),
+        prompt=prompt,
+        prompt_template=_prompt_template(tokenizer, prompt),
+        sources=list(sources),
+        layers=resolve_layers(layers, n_layers),
+        n_layers=n_layers,
+        d_model=int(model.config.hidden_size),
+        family=adapter.family,
+        attention=bool(attention),
+    )
+
+
+def _extract_chunk(model: PreTrainedModel, tokenizer: Tokenizer, chunk: list[tuple[str, str]],
+                   store: ChunkedStore, *, prompt: str, sources: Sequence[str], layers,
+                   batch_size: int, attention: bool, prefix: SharedPrefix | None,
+                   manifest: dict) -> tuple[Path, dict | None]:
+    """Capture one chunk of ``(id, text)`` pairs under ``prompt`` and add it to ``store``
+    atomically; returns the chunk's path and its shared-prefix counts (None when unused)."""
+    texts = [text for _, text in chunk]
+    inputs, pos = build_inputs(tokenizer, texts, prompt)
+    cap = capture(model, tokenizer, inputs, sources=sources, layers=layers, position=pos,
+                  batch_size=batch_size, attention=attention, shared_prefix=prefix)
+    used = cap.meta["shared_prefix"]
+    arrays = {
+        "text_sha": np.array([text_digest(t) for t in texts]),
+        "n_tokens": np.array([len(t) for t in cap.token_ids], dtype=np.int64),
+        **{s: cap.acts[s] for s in sources},
+    }
+    if attention:
+        arrays["attention"] = _pad_attention(cast(list[np.ndarray], cap.attention))
+    chunk_manifest = {**manifest, "device": cap.meta["device"],
+                      "padding_side": cap.meta["padding_side"], "shared_prefix": used}
+    return store.add([sid for sid, _ in chunk], arrays, chunk_manifest), used
 
 
 def _shared_prefix(model: PreTrainedModel, tokenizer: Tokenizer, prompt: str
