@@ -140,19 +140,63 @@ def apply_style() -> None:
     )
 
 
-def save_figure(fig, path_without_suffix: str | Path) -> list[Path]:
-    """Save ``fig`` as PNG and SVG next to each other, close it, return both paths."""
+def save_figure(fig, path_without_suffix: str | Path, *, layout_once: bool = False) -> list[Path]:
+    """Save ``fig`` as PNG and SVG next to each other, close it, return both paths.
+
+    ``layout_once``: lay the figure out and find its tight bounding box once, then write both
+    files from that layout (the PNG is the Agg rendering itself, cropped to the box) instead
+    of ``savefig`` laying out, measuring and drawing it again for each format: the same
+    picture in about half the time (the CT scan's report figures use it)."""
     import matplotlib.pyplot as plt
 
     base = Path(path_without_suffix)
     base.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for suffix in (".png", ".svg"):
-        path = base.with_suffix(suffix)
-        fig.savefig(path, metadata={"Date": None} if suffix == ".svg" else None)
-        paths.append(path)
+    if layout_once:
+        paths = _save_laid_out_once(fig, base)
+    else:
+        paths = []
+        for suffix in (".png", ".svg"):
+            path = base.with_suffix(suffix)
+            fig.savefig(path, metadata={"Date": None} if suffix == ".svg" else None)
+            paths.append(path)
     plt.close(fig)
     return paths
+
+
+def _save_laid_out_once(fig, base: Path) -> list[Path]:
+    """PNG + SVG of ``fig`` from one layout pass (see :func:`save_figure`), honouring the
+    ``savefig.dpi``, ``savefig.bbox`` and ``savefig.pad_inches`` rcParams."""
+    import matplotlib
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import to_rgba
+    from PIL import Image
+
+    rc = matplotlib.rcParams
+    dpi = fig.dpi if rc["savefig.dpi"] == "figure" else float(rc["savefig.dpi"])
+    fig.set_dpi(dpi)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # the layout engine (constrained layout) runs here, once
+    width, height = canvas.get_width_height()
+    box = None
+    if rc["savefig.bbox"] == "tight":
+        box = fig.get_tightbbox(canvas.get_renderer()).padded(rc["savefig.pad_inches"])
+    fig.set_layout_engine("none")  # keep the positions just computed for the SVG
+    pixels = np.asarray(canvas.buffer_rgba())
+    if box is not None:  # crop (or pad with the face colour) to the box, in whole pixels
+        x0, x1 = (round(v * dpi) for v in (box.x0, box.x1))
+        top, bottom = (height - round(v * dpi) for v in (box.y1, box.y0))
+        face = to_rgba(fig.get_facecolor() if rc["savefig.facecolor"] == "auto"
+                       else rc["savefig.facecolor"])
+        out = np.empty((bottom - top, x1 - x0, 4), dtype=np.uint8)
+        out[:] = np.round(np.array(face) * 255).astype(np.uint8)
+        sy, sx = slice(max(top, 0), min(bottom, height)), slice(max(x0, 0), min(x1, width))
+        out[sy.start - top: sy.stop - top, sx.start - x0: sx.stop - x0] = pixels[sy, sx]
+        pixels = out
+    png, svg = base.with_suffix(".png"), base.with_suffix(".svg")
+    Image.fromarray(pixels, "RGBA").save(png, format="png", dpi=(dpi, dpi))
+    fig.savefig(svg, bbox_inches=box, metadata={"Date": None})
+    return [png, svg]
 
 
 def web_theme() -> dict:

@@ -16,8 +16,16 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def mae(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Mean absolute difference over hidden dims, ``[S, R, ...]``."""
-    return np.abs(a[:, None] - b[None, :]).mean(-1)
+    """Mean absolute difference over hidden dims, ``[S, R, ...]``.
+
+    One reference at a time: the same numbers as ``np.abs(a[:, None] - b[None]).mean(-1)``
+    without its ``[S, R, ..., D]`` temporaries (50 MB each for a 20-message scan)."""
+    first = np.abs(a - b[0][None]).mean(-1)
+    out = np.empty((a.shape[0], b.shape[0], *first.shape[1:]), dtype=first.dtype)
+    out[:, 0] = first
+    for r in range(1, b.shape[0]):
+        out[:, r] = np.abs(a - b[r][None]).mean(-1)
+    return out
 
 
 def top_k(d_model: int, fraction: float = 0.01) -> int:

@@ -507,7 +507,7 @@ def write_figures(scan: Scan, fig_dir: Path) -> list[Path]:
         for name, draw in FIGURES.items():
             fig = draw(scan, sc, plt)
             if fig is not None:
-                written += sc.save_figure(fig, fig_dir / name)
+                written += sc.save_figure(fig, fig_dir / name, layout_once=True)
     return written
 
 

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from llmct._version import __version__
 from llmct.core.capture import context_length, resolve_layers
@@ -18,7 +17,6 @@ from llmct.core.lens import top_tokens
 from llmct.core.models import load_model, model_fingerprint, model_slug
 from llmct.errors import CaptureError, ModelLoadError, StoreError
 from llmct.io.store import atomic_dir, base_manifest, output_dir_for, save_npz
-from llmct.scan.findings import all_findings, ending_class
 from llmct.scan.library import save_library
 from llmct.scan.metrics import all_metrics
 from llmct.scan.scenario import Scenario, ScenarioError, load_scenario
@@ -180,14 +178,15 @@ def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Pa
         if key in cache:
             return cache[key][0], 0
         cache[key] = single_message_states(model, tokenizer, list(texts), system,
-                                           sources=sources, layers=layers,
-                                           position=position, role=role)
+                                           sources=sources, layers=layers, position=position,
+                                           role=role, share_prefix=True)
         return cache[key]
 
     with timer("references"):
-        refs, ref_tokens = states([r.text for r in scenario.references.values()])
+        ref_texts = [r.text for r in scenario.references.values()]
+        refs, ref_tokens = states(ref_texts)
         # the role control: the same references (and baseline) rendered as assistant messages
-        refs_a, ref_tokens_a = states([r.text for r in scenario.references.values()], "assistant")
+        refs_a, ref_tokens_a = states(ref_texts, "assistant")
         notes = [f"snapshots computed in {'one causal pass' if snaps.mode == 'single_pass' else 'one pass per message prefix (the chat template lacks the prefix property)'}",
                  f"read-out position: {position}; references rendered with the conversation's "
                  f"system prompt ({'yes' if system else 'none'}) and template",
@@ -215,15 +214,22 @@ def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Pa
         roles = [msg["role"] for msg in messages]
         tags = [msg["emotion"] for msg in messages]
         m_assistant = all_metrics(snap_arr, refs_a.transpose(1, 0, 2, 3), centre_a[None])
+    with timer("logit_lens"):
+        lens = _logit_lens_rows(model, tokenizer, snaps.capture, layers, sources)
+    fingerprint, dtype = model_fingerprint(model), str(next(model.parameters()).dtype)
+    if model_and_tokenizer is None:  # loaded here: free its weights before the rest (peak memory)
+        del model  # (no reference cycles: freed at once, its memory-mapped weights unmapped)
+    with timer("findings"):
+        from llmct.scan.findings import all_findings, ending_class  # scipy: after the model
+
         findings = all_findings(m, sources, labels, roles, tags, position=position,
                                 m_assistant=m_assistant,
                                 endings=[ending_class(msg["content"]) for msg in messages])
-    with timer("logit_lens"):
-        lens = _logit_lens_rows(model, tokenizer, snaps.capture, layers, sources)
 
     with atomic_dir(out_dir, overwrite) as tmp_dir:
         _write_scan(tmp_dir, out_dir, timer=timer, m=m, messages=messages, labels=labels,
-                    sources=sources, layers=layers, findings=findings, lens=lens, model=model,
+                    sources=sources, layers=layers, findings=findings, lens=lens,
+                    fingerprint=fingerprint, dtype=dtype,
                     scenario=scenario, name=name, position=position, snaps=snaps,
                     snap_arr=snap_arr, ref_arr=ref_arr, centre=centre, base=base, notes=notes,
                     n_layers=n_layers, tokens=snaps.tokens_processed + ref_tokens + base_tokens
@@ -234,16 +240,15 @@ def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Pa
 
 
 def _write_scan(out_dir: Path, final_dir: Path, *, timer, m, messages, labels, sources, layers,
-                findings, lens, model, scenario, name, position, snaps, snap_arr, ref_arr, centre,
-                base, notes, n_layers, tokens, roles, save_library_to, library_path, overwrite,
-                report, left_out) -> None:
+                findings, lens, fingerprint, dtype, scenario, name, position, snaps, snap_arr,
+                ref_arr, centre, base, notes, n_layers, tokens, roles, save_library_to,
+                library_path, overwrite, report, left_out) -> None:
     """Write every file of a scan into ``out_dir`` (a staging folder renamed to ``final_dir``)."""
     with timer("write"):
         _write_tables(out_dir, m, messages, labels, sources, layers, findings, lens)
-        fingerprint = model_fingerprint(model)
         manifest = base_manifest(
             kind="llmct.scan", scenario=scenario.model_dump(), model=name,
-            model_fingerprint=fingerprint, dtype=str(next(model.parameters()).dtype),
+            model_fingerprint=fingerprint, dtype=dtype,
             position=position, sources=sources, layers=layers, mode=snaps.mode,
         )
         arrays = {f"snap_{s}": snap_arr[:, k] for k, s in enumerate(sources)}
@@ -280,17 +285,25 @@ def _write_scan(out_dir: Path, final_dir: Path, *, timer, m, messages, labels, s
         write_report(out_dir, figures=report != "html")  # "html": the page without figures
 
 
-def _logit_lens_rows(model, tokenizer, cap, layers, sources, k: int = 5) -> list[dict]:
+def _logit_lens_rows(model, tokenizer, cap, layers, sources, k: int = 5,
+                     chunk: int = 64) -> list[dict]:
+    """Top ``k`` tokens of every snapshot and layer of ``hidden_out``, ``chunk`` rows at a time
+    (the logits of all rows at once are ``S * L * vocab`` floats: 120 MB for 20 messages, 30
+    layers and SmolLM2's 49,152 tokens, and softmax copies them)."""
     if "hidden_out" not in sources:
         return []
     acts = cap["hidden_out"]  # [S, L, D]
     S, L, D = acts.shape
-    tops = top_tokens(model, tokenizer, acts.reshape(S * L, D), k=k)
+    flat = acts.reshape(S * L, D)
+    tops = [row for i in range(0, S * L, chunk)
+            for row in top_tokens(model, tokenizer, flat[i:i + chunk], k=k)]
     return [{"snapshot": s, "layer": layers[j], "rank": r, "token": tok, "prob": round(p, 5)}
             for s in range(S) for j in range(L) for r, (tok, p) in enumerate(tops[s * L + j])]
 
 
 def _write_tables(out_dir, m, messages, labels, sources, layers, findings, lens) -> None:
+    import pandas as pd  # imported once the model's memory is returned (peak memory)
+
     S, R, K, L = m["cosine"].shape
     idx = np.indices((S, R, K, L)).reshape(4, -1)
     roles = np.array([msg["role"] for msg in messages])
