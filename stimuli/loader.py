@@ -19,18 +19,4 @@ from llmct.io.stimuli import (  # noqa: F401
     load_sets,
     to_frame,
 )
-
-__all__ = [
-    "EMOTIONS",
-    "FRAME_SETS",
-    "SET_FILES",
-    "STIMULI_DIR",
-    "Stimulus",
-    "StimulusError",
-    "check_frames",
-    "load_files",
-    "load_jsonl",
-    "load_set",
-    "load_sets",
-    "to_frame",
-]
+from llmct.io.stimuli import __all__ as __all__  # noqa: E402,F401  (the same public names)

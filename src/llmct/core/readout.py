@@ -81,14 +81,8 @@ def readout_logits(model: PreTrainedModel, tokenizer: Tokenizer | None, inputs: 
                     got[la] = plan.reduce(h).cpu()
                 hooks.read(adapter.site(model, "hidden_out", la), keep)
             out = run_forward(model, ids.to(device), mask.to(device))
-        batch_logits = plan.reduce(out.logits).cpu()
-        for r, i in enumerate(items):
-            logits[i] = batch_logits[r]
-            for la in layers:
-                hidden[la][i] = got[la][r]
-    # every slot was filled by its batch
-    return Readout(torch.stack(cast(list[torch.Tensor], logits)),
-                   {la: torch.stack(cast(list[torch.Tensor], v)) for la, v in hidden.items()})
+        _fill(logits, hidden, items, plan.reduce(out.logits).cpu(), got)
+    return _stacked(logits, hidden)
 
 
 class PrefixCache:
@@ -181,14 +175,24 @@ class PrefixCache:
                         st["cache"].crop(-1)
                     if not ok or st["cache"].get_seq_length() != st["length"]:
                         self._build(k)  # a failed or unexpected forward left the cache unknown
-            batch_logits = out.logits[:, -1].float().cpu()
-            for r, i in enumerate(items):
-                logits[i] = batch_logits[r]
-                for la in layers:
-                    hidden[la][i] = got[la][r]
-        # every slot was filled by its batch
-        return Readout(torch.stack(cast(list[torch.Tensor], logits)),
-                       {la: torch.stack(cast(list[torch.Tensor], v)) for la, v in hidden.items()})
+            _fill(logits, hidden, items, out.logits[:, -1].float().cpu(), got)
+        return _stacked(logits, hidden)
+
+
+def _fill(logits: list, hidden: dict[int, list], items: Sequence[int],
+          batch_logits: torch.Tensor, got: dict[int, torch.Tensor]) -> None:
+    """Put a batch's rows (``batch_logits`` [B, V], ``got[layer]`` [B, D]) into the slots of its
+    ``items`` (row ``r`` is item ``items[r]``)."""
+    for r, i in enumerate(items):
+        logits[i] = batch_logits[r]
+        for la in hidden:
+            hidden[la][i] = got[la][r]
+
+
+def _stacked(logits: list, hidden: dict[int, list]) -> Readout:
+    """The :class:`Readout` of filled slots (every slot was filled by its batch)."""
+    return Readout(torch.stack(cast(list[torch.Tensor], logits)),
+                   {la: torch.stack(cast(list[torch.Tensor], v)) for la, v in hidden.items()})
 
 
 __all__ = ["PrefixCache", "Readout", "readout_logits"]
