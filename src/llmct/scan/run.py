@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -111,102 +112,40 @@ def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Pa
     caller keeps between scans of one model) reuses the states of references and baseline
     messages already computed with the same system prompt, sources, layers and position.
 
-    Raises:
-        StoreError: the output folder or library file exists (see above).
-        ScenarioError: layers out of range, a conversation longer than the context, a model that
-            cannot be loaded.
+    Raises StoreError when the output folder or library file exists (see above), ScenarioError
+    for layers out of range, a conversation longer than the context or a model that cannot load.
     """
     timer = _Timer()
     name = model_name or scenario.model.id
     explicit = (out is not None) if explicit_out is None else explicit_out
     out_dir = output_dir_for(out or default_output_dir(scenario, name), overwrite=overwrite,
                              explicit=explicit)
-    library_path = (Path(save_library_to) if isinstance(save_library_to, (str, Path))
-                    else None)
-    if library_path is not None:
-        if library_path.is_dir():
-            raise StoreError(f"--save-library {library_path} is a folder; name a .safetensors file")
-        if library_path.exists() and not overwrite:
-            raise StoreError(f"{library_path} already exists; pass --overwrite or another "
-                             "--save-library (nothing was scanned)")
-    left_out = scenario.unmatched_tags()
-    for item in left_out:
-        print(f"[scan] left out: message {item['message']} ({item['line']}) emotion "
-              f"{item['emotion']!r}: {item['reason']}", file=sys.stderr, flush=True)
+    library_path = _library_path(save_library_to, overwrite)
+    left_out = _left_out(scenario)
     with timer("model_load"):
-        if model_and_tokenizer is not None:
-            model, tokenizer = model_and_tokenizer
-        else:
-            try:
-                model, tokenizer = load_model(name, dtype=scenario.model.dtype,
-                                              device=scenario.model.device)
-            except ModelLoadError as exc:
-                raise ScenarioError(f"model ({scenario.line_of('model')}): {exc}") from exc
+        model, tokenizer = model_and_tokenizer or _load(scenario, name)
     if chat_template is not None:  # --chat-template FILE: validated, then used for every render
         from llmct.core.chat import use_chat_template
 
         use_chat_template(tokenizer, chat_template)
-    from llmct.core.arch import get_adapter
-
-    n_layers = get_adapter(model).n_layers(model)
-    try:
-        layers = resolve_layers(scenario.capture.layers, n_layers)
-    except CaptureError as exc:
-        raise ScenarioError(f"capture.layers ({scenario.line_of('capture', 'layers')}): {exc}") from exc
+    n_layers, layers = _scan_layers(model, scenario)
     sources = list(scenario.capture.sources)
     position = scenario.capture.position
     check_context(model, tokenizer, scenario)
 
     messages = complete_conversation(model, tokenizer, scenario, timer)
-    chat = [{"role": m["role"], "content": m["content"]} for m in messages]
-    limit = context_length(model)
-    n_conv = len(render_chat(tokenizer, chat).input_ids)
-    if limit and n_conv > limit:
-        raise ScenarioError(f"messages ({scenario.line_of('messages')}): the conversation has "
-                            f"{n_conv} tokens; {name!r} has a context of {limit}")
+    chat = _checked_chat(model, tokenizer, scenario, messages, name)
 
     with timer("snapshots"):
         snaps = conversation_snapshots(model, tokenizer, chat, sources=sources, layers=layers,
                                        position=position, force_per_prefix=force_per_prefix)
     labels = list(scenario.references)
-    system = scenario.system_prompt
-    cache = {} if reference_cache is None else reference_cache
-
-    def states(texts, role="user"):
-        """(states, tokens processed now): 0 tokens when reused from ``reference_cache``."""
-        key = (role, tuple(texts), system, tuple(sources), tuple(layers), position)
-        if key in cache:
-            return cache[key][0], 0
-        cache[key] = single_message_states(model, tokenizer, list(texts), system,
-                                           sources=sources, layers=layers, position=position,
-                                           role=role, share_prefix=True)
-        return cache[key]
-
     with timer("references"):
-        ref_texts = [r.text for r in scenario.references.values()]
-        refs, ref_tokens = states(ref_texts)
-        # the role control: the same references (and baseline) rendered as assistant messages
-        refs_a, ref_tokens_a = states(ref_texts, "assistant")
-        notes = [f"snapshots computed in {'one causal pass' if snaps.mode == 'single_pass' else 'one pass per message prefix (the chat template lacks the prefix property)'}",
-                 f"read-out position: {position}; references rendered with the conversation's "
-                 f"system prompt ({'yes' if system else 'none'}) and template",
-                 "role control: references and baseline also rendered as assistant messages "
-                 "(the user-assistant gap must survive both renderings)"]
-        notes.append(f"chat template: {snaps.template}" + (
-            " (the model has none: 'role: content' lines; lines that would start a turn are "
-            "refused)" if snaps.template == "plain fallback" else ""))
-        if scenario.baseline:
-            base, base_tokens = states(scenario.baseline)
-            base_a, base_tokens_a = states(scenario.baseline, "assistant")
-            centre = base.mean(1)  # [src, L, D]
-            centre_a = base_a.mean(1)
-            notes.append(f"centred cosine uses the mean of {len(scenario.baseline)} neutral baseline messages")
-        else:
-            base, base_tokens, base_tokens_a = None, 0, 0
-            centre = refs.mean(1)
-            centre_a = refs_a.mean(1)
-            notes.append("no baseline messages: centred cosine uses the mean of the references")
-
+        rs = _reference_states(model, tokenizer, scenario, sources, layers, position,
+                               {} if reference_cache is None else reference_cache)
+    refs, refs_a, base, centre, centre_a = (rs["refs"], rs["refs_a"], rs["base"], rs["centre"],
+                                            rs["centre_a"])
+    notes = _notes(snaps, rs["notes"])
     snap_arr = np.stack([snaps.capture[s] for s in sources], axis=1)  # [S, src, L, D]
     ref_arr = refs.transpose(1, 0, 2, 3)  # [R, src, L, D]
     with timer("metrics"):
@@ -232,11 +171,114 @@ def run_scan(scenario: Scenario, *, model_name: str | None = None, out: str | Pa
                     fingerprint=fingerprint, dtype=dtype,
                     scenario=scenario, name=name, position=position, snaps=snaps,
                     snap_arr=snap_arr, ref_arr=ref_arr, centre=centre, base=base, notes=notes,
-                    n_layers=n_layers, tokens=snaps.tokens_processed + ref_tokens + base_tokens
-                    + ref_tokens_a + base_tokens_a,
+                    n_layers=n_layers, tokens=snaps.tokens_processed + rs["tokens"],
                     roles=roles, save_library_to=save_library_to, library_path=library_path,
                     overwrite=overwrite, report=report, left_out=left_out)
     return out_dir
+
+
+def _left_out(scenario: Scenario) -> list[dict]:
+    """Emotion tags that match no reference: said on stderr, recorded in ``run.json``."""
+    left_out = scenario.unmatched_tags()
+    for item in left_out:
+        print(f"[scan] left out: message {item['message']} ({item['line']}) emotion "
+              f"{item['emotion']!r}: {item['reason']}", file=sys.stderr, flush=True)
+    return left_out
+
+
+def _checked_chat(model, tokenizer, scenario: Scenario, messages: list[dict], name: str
+                  ) -> list[dict]:
+    """The completed conversation as chat messages; ScenarioError when it exceeds the context."""
+    chat = [{"role": m["role"], "content": m["content"]} for m in messages]
+    limit = context_length(model)
+    n_conv = len(render_chat(tokenizer, chat).input_ids)
+    if limit and n_conv > limit:
+        raise ScenarioError(f"messages ({scenario.line_of('messages')}): the conversation has "
+                            f"{n_conv} tokens; {name!r} has a context of {limit}")
+    return chat
+
+
+def _notes(snaps, reference_notes: list[str]) -> list[str]:
+    """``run.json``'s notes: how snapshots were computed, how references were rendered, the
+    chat template, the centring."""
+    how = ("one causal pass" if snaps.mode == "single_pass" else
+           "one pass per message prefix (the chat template lacks the prefix property)")
+    template = f"chat template: {snaps.template}" + (
+        " (the model has none: 'role: content' lines; lines that would start a turn are "
+        "refused)" if snaps.template == "plain fallback" else "")
+    return [f"snapshots computed in {how}", *reference_notes[:2], template,
+            *reference_notes[2:]]
+
+
+def _library_path(save_library_to: str | Path | bool | None, overwrite: bool) -> Path | None:
+    """The ``--save-library`` file, checked before anything is scanned (StoreError for a folder,
+    or an existing file without ``overwrite``); None when no path was named."""
+    if not isinstance(save_library_to, (str, Path)):
+        return None
+    path = Path(save_library_to)
+    if path.is_dir():
+        raise StoreError(f"--save-library {path} is a folder; name a .safetensors file")
+    if path.exists() and not overwrite:
+        raise StoreError(f"{path} already exists; pass --overwrite or another "
+                         "--save-library (nothing was scanned)")
+    return path
+
+
+def _load(scenario: Scenario, name: str):
+    """The scenario's model and tokenizer (ScenarioError naming the ``model:`` line on failure)."""
+    try:
+        return load_model(name, dtype=scenario.model.dtype, device=scenario.model.device)
+    except ModelLoadError as exc:
+        raise ScenarioError(f"model ({scenario.line_of('model')}): {exc}") from exc
+
+
+def _scan_layers(model, scenario: Scenario) -> tuple[int, list[int]]:
+    """The model's number of layers and the scenario's ``capture.layers`` resolved against it."""
+    from llmct.core.arch import get_adapter
+
+    n_layers = get_adapter(model).n_layers(model)
+    try:
+        return n_layers, resolve_layers(scenario.capture.layers, n_layers)
+    except CaptureError as exc:
+        raise ScenarioError(f"capture.layers ({scenario.line_of('capture', 'layers')}): {exc}") from exc
+
+
+def _reference_states(model, tokenizer, scenario: Scenario, sources: Sequence[str], layers: list[int],
+                      position: str, cache: dict) -> dict:
+    """States of the references and baseline messages, rendered as user messages and (the role
+    control) as assistant messages, with the conversation's system prompt; the centring means;
+    tokens processed now (0 for states reused from ``cache``); notes for ``run.json``."""
+    system = scenario.system_prompt
+
+    def states(texts, role="user"):
+        key = (role, tuple(texts), system, tuple(sources), tuple(layers), position)
+        if key in cache:
+            return cache[key][0], 0
+        cache[key] = single_message_states(model, tokenizer, list(texts), system,
+                                           sources=sources, layers=layers, position=position,
+                                           role=role, share_prefix=True)
+        return cache[key]
+
+    ref_texts = [r.text for r in scenario.references.values()]
+    refs, tokens = states(ref_texts)
+    refs_a, tokens_a = states(ref_texts, "assistant")
+    notes = [f"read-out position: {position}; references rendered with the conversation's "
+             f"system prompt ({'yes' if system else 'none'}) and template",
+             "role control: references and baseline also rendered as assistant messages "
+             "(the user-assistant gap must survive both renderings)"]
+    out = {"refs": refs, "refs_a": refs_a, "base": None, "centre": refs.mean(1),
+           "centre_a": refs_a.mean(1), "tokens": tokens + tokens_a}
+    if scenario.baseline:
+        base, base_tokens = states(scenario.baseline)
+        base_a, base_tokens_a = states(scenario.baseline, "assistant")
+        out.update(base=base, centre=base.mean(1), centre_a=base_a.mean(1),
+                   tokens=out["tokens"] + base_tokens + base_tokens_a)
+        notes.append(f"centred cosine uses the mean of {len(scenario.baseline)} neutral baseline "
+                     "messages")
+    else:
+        notes.append("no baseline messages: centred cosine uses the mean of the references")
+    out["notes"] = notes
+    return out
 
 
 def _write_scan(out_dir: Path, final_dir: Path, *, timer, m, messages, labels, sources, layers,
