@@ -71,7 +71,6 @@ def main(argv=None) -> int:
     np.atleast_1d(axes)[0].set_ylabel("mean L2 norm at read-out")
     np.atleast_1d(axes)[0].legend(fontsize=7)
     fig.suptitle(f"{args.model}: activation norms ({args.prompt} prompt)")
-    fig.tight_layout()
     out.figure(fig, "activation_norms")
     print(pd.DataFrame(rows).to_string(index=False))
     return 0

@@ -75,7 +75,6 @@ def plot_scores(scored: pd.DataFrame, title: str):
     axes[0][0].set_ylabel("mean P(emotional), 95% CI")
     axes[0][-1].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return fig
 
 

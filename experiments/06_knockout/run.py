@@ -149,7 +149,6 @@ def plot(summary: pd.DataFrame, title: str):
                 ax.set_xlabel("layer ablated")
     axes[0][-1].legend(fontsize=5.5, loc="upper right", ncol=2)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 

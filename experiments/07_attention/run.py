@@ -153,7 +153,6 @@ def plot(by_head: pd.DataFrame, tests: pd.DataFrame, n_layers: int, n_heads: int
         fig.colorbar(im, ax=ax, shrink=0.8)
         ax.legend(fontsize=6, loc="upper right")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 

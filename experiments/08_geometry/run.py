@@ -175,7 +175,6 @@ def plot_silhouettes(frame: pd.DataFrame, probe_layer: int, title: str):
     axes[0][0].set_ylabel("mean silhouette")
     axes[0][-1].legend(fontsize=6)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 
@@ -197,7 +196,6 @@ def plot_centroid_curves(frame: pd.DataFrame, probe_layer: int, title: str):
         ax.set_xlabel("layer")
         ax.legend(fontsize=6)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 
@@ -228,7 +226,6 @@ def plot_pca(frame: pd.DataFrame, ratios: dict, title: str):
         ax.set_title(name + "; marker = set", fontsize=8)
         ax.legend(fontsize=6, ncol=2)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 

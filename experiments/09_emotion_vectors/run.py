@@ -190,7 +190,6 @@ def plot_scatter(frames: dict, colour: str, title: str, xlab: str = "PC1", ylab:
         ax.set_title(f"{kind} vectors", fontsize=9)
         ax.legend(fontsize=6)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 
@@ -211,7 +210,6 @@ def plot_affect_by_layer(frame: pd.DataFrame, layer: int, title: str):
     axes[0][0].set_ylabel("|Pearson r| with LOO pole projection")
     axes[0][-1].legend(fontsize=6)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 
@@ -228,7 +226,6 @@ def plot_rsa_matrices(mats: dict, layers: list[int], title: str):
         ax.set_title(f"{kind} vectors: Spearman RSA between layers", fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 

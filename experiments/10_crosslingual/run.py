@@ -115,7 +115,6 @@ def plot_cosine(frame: pd.DataFrame, per_emotion: pd.DataFrame, layer: int, titl
         ax.legend(fontsize=7)
     np.atleast_1d(axes)[0].set_ylabel("cosine(EN vector, JA vector)")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 
@@ -137,7 +136,6 @@ def plot_stat_by_layer(frame: pd.DataFrame, y: str, null: str | None, ylabel: st
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=6)
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 
@@ -159,7 +157,6 @@ def plot_rsa_detail(mats: dict, nulls: dict, results: dict, labels, title: str):
                      f"{results[kind].p:.1e}", fontsize=9)
         ax.set_xlabel("Spearman rho")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 

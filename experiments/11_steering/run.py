@@ -191,7 +191,6 @@ def plot_deltas(table: pd.DataFrame, conds: pd.DataFrame, method: str, title: st
     axes[0][0].set_ylabel(f"{method.upper()} {ylabel} (95% CI)")
     axes[0][-1].legend(fontsize=6)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 
@@ -482,7 +481,6 @@ def plot_null(summary: pd.DataFrame, title: str):
             ax.set_title(f"{method}, alpha={alpha:g}", fontsize=9)
             ax.set_ylabel("mean |change| over categories")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 

@@ -339,7 +339,6 @@ def plot_layer_panels(frame, *, panel: str, style: str = "control", y: str = "au
     axes[0][-1].legend(fontsize=6, loc="best")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return fig
 
 
