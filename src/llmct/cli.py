@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from llmct.errors import OneLineParser, report_errors
 
@@ -107,12 +108,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``llmct`` command. llmct's own errors, file-system and encoding errors print one
-    line ``llmct: error: PROBLEM`` and return 2 (``LLMCT_TRACEBACK=1`` shows the traceback)."""
+    line ``llmct: error: PROBLEM`` and return 2 (``LLMCT_TRACEBACK=1`` shows the traceback).
+
+    As the command itself (``argv`` None: the ``llmct`` script, ``python -m llmct.cli``) it then
+    exits without tearing the interpreter down (:func:`_exit_without_teardown`); called with
+    ``argv`` it returns the exit status."""
     def command() -> int:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
 
-    return report_errors("llmct", command)
+    code = report_errors("llmct", command)
+    if argv is None:
+        _exit_without_teardown(code)
+    return code
+
+
+def _exit_without_teardown(code: int) -> NoReturn:
+    """Exit once the command is done, its files written and closed: run the ``atexit``
+    handlers, flush stdout and stderr, and skip freeing every module and object one by one
+    (with torch and transformers loaded that took 1.3 s of a 17 s ``llmct scan``)."""
+    import atexit
+    import os
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (``llmct ... | head``) or stream
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
