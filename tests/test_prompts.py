@@ -12,6 +12,7 @@ from llmct.emotion.prompts import (
     PROMPT_MODES,
     build_inputs,
     fewshot_prompt,
+    shared_prefix_cache,
     zeroshot_prompt,
 )
 from llmct.errors import CaptureError
@@ -67,3 +68,24 @@ def test_every_mode_is_described_and_an_unknown_mode_is_refused():
     assert set(PROMPT_MODES) == {"fewshot", "zeroshot", "raw", "mean", "chat"}
     with pytest.raises(CaptureError, match=r"unknown prompt mode 'cloze'; choose from \['chat', "):
         build_inputs(None, ["x"], "cloze")
+
+
+@pytest.mark.parametrize("mode", ["fewshot", "zeroshot", "chat"])
+def test_the_shared_prefix_cache_is_the_start_every_prompt_of_the_mode_continues(mode):
+    from tests.tiny_models import tiny_model
+
+    tok = embedded_tokenizer()
+    model = tiny_model("llama")  # vocabulary 128: only the tokens are checked, not the cache
+    model.resize_token_embeddings(len(tok))
+    shared = shared_prefix_cache(model, tok, mode)
+    inputs, _ = build_inputs(tok, ["The storm tore the roof off.", "What a day!"], mode)
+    ids = tokenize(tok, inputs)
+    assert shared is not None and len(shared) > 0
+    assert all(shared.splits(t) for t in ids)
+    assert shared.cache.get_seq_length() == len(shared)
+
+
+def test_modes_that_share_nothing_have_no_prefix_cache():
+    assert shared_prefix_cache(None, None, "raw") is None  # no model is touched
+    with pytest.raises(CaptureError, match="unknown prompt mode"):
+        shared_prefix_cache(None, None, "cloze")

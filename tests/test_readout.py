@@ -12,9 +12,10 @@ from llmct.core import interventions as iv
 from llmct.core.hooks import Hooks, count_hooks
 from llmct.core.readout import PrefixCache, readout_logits
 from llmct.errors import CaptureError
-from tests.tiny_models import random_token_batches, tiny_model
+from tests.tiny_models import CONFIGS, random_token_batches, tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+KINDS = sorted(k for k in CONFIGS if k != "gpt_neox_seq")
 
 
 def logits_of(model, seqs, intervention=None):
@@ -27,7 +28,7 @@ def _hf(model, ids: list[int]):
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
-@pytest.mark.parametrize("kind", ["llama", "gpt2", "gemma3"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_readout_logits_equal_plain_forwards(kind, side):
     model = tiny_model(kind)
     seqs = random_token_batches(n=5)
@@ -130,3 +131,80 @@ def test_prefix_cache_equals_full_forwards(kind):
         cache.run(lambda items: iv.ablate(model, "attn_out", 0, "zero", positions="all"))
     torch.testing.assert_close(cache.run().logits, logits_of(model, seqs), atol=1e-4, rtol=0)
     assert count_hooks(model) == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_full_forwards_resumed_from_kept_resid_pre_are_bit_identical(kind):
+    """06's every-token knockouts: a clean call keeps resid_pre at the ablated layers, and each
+    ablated call resumes there; logits and block outputs equal the whole forwards bit for bit,
+    seeded noise included (the noise is drawn on the same [B, T, D] tensor)."""
+    model = tiny_model(kind)
+    seqs = random_token_batches(n=5)
+    clean = readout_logits(model, None, seqs, batch_size=2, hidden_layers=[2],
+                           keep_resid_pre=[1, 2])
+    assert [t.shape[0] for t in clean.resid_pre[1]] == [2, 2, 1]
+    for layer in (1, 2):
+        for mode in ("zero", "noise"):
+            def knock(rows, la=layer, m=mode):
+                return iv.ablate(model, "mlp_out", la, m, positions="all", seed=3)
+            whole = readout_logits(model, None, seqs, knock, batch_size=2, hidden_layers=[2])
+            resumed = readout_logits(model, None, seqs, knock, batch_size=2, hidden_layers=[2],
+                                     start_layer=layer, clean=clean)
+            assert torch.equal(whole.logits, resumed.logits), (kind, layer, mode)
+            assert torch.equal(whole.hidden[2], resumed.hidden[2])
+    assert count_hooks(model) == 0
+
+
+def test_resuming_without_the_kept_layer_or_reading_below_it_is_refused():
+    model = tiny_model("llama")
+    seqs = random_token_batches(n=3)
+    clean = readout_logits(model, None, seqs, keep_resid_pre=[1])
+    with pytest.raises(CaptureError, match="keep_resid_pre including 2"):
+        readout_logits(model, None, seqs, start_layer=2, clean=clean)
+    with pytest.raises(CaptureError, match="below start_layer"):
+        readout_logits(model, None, seqs, start_layer=1, clean=clean, hidden_layers=[0])
+    with pytest.raises(CaptureError, match="not the same batch"):
+        readout_logits(model, None, seqs, batch_size=2, start_layer=1, clean=clean)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_prefix_cache_after_a_shared_prefix_equals_whole_prompts(kind):
+    """Prompts that continue one shared prefix: its cache once, then each prompt's body
+    (right-padded, a masked hole before the last token); equal to the left-padded whole
+    prompts within 1e-5, with copies and an intervention, and the prefix's cache untouched."""
+    from llmct.core.prefix import SharedPrefix
+
+    model = tiny_model(kind)
+    prefix = [7, 19, 23, 5, 88, 41]
+    seqs = [prefix + s for s in random_token_batches(n=5, lo=2, hi=9)]
+    shared = SharedPrefix.build(model, None, prefix)
+    keys = [layer.keys.clone() for layer in shared.cache.layers]
+    whole = PrefixCache(model, None, seqs, batch_size=2, copies=2)
+    fast = PrefixCache(model, None, seqs, batch_size=2, copies=2, shared_prefix=shared)
+    window = getattr(model.config, "sliding_window", None)
+    uses_window = any(t != "full_attention" for t in getattr(model.config, "layer_types", None)
+                      or ["sliding"] * (window is not None))
+    assert fast.n_shared == (0 if uses_window and window < 16 else 3)
+
+    def knock(rows):
+        return iv.ablate(model, "mlp_out", 1, "zero", positions="last")
+
+    for intervention in (None, knock):
+        a, b = whole.run(intervention, hidden_layers=[2]), fast.run(intervention, hidden_layers=[2])
+        torch.testing.assert_close(a.logits, b.logits, atol=1e-5, rtol=0)
+        torch.testing.assert_close(a.hidden[2], b.hidden[2], atol=1e-5, rtol=0)
+    assert all(torch.equal(k, layer.keys) for k, layer in zip(keys, shared.cache.layers,
+                                                               strict=True))
+
+
+def test_a_prompt_that_does_not_continue_the_shared_prefix_runs_whole():
+    from llmct.core.prefix import SharedPrefix
+
+    model = tiny_model("llama")
+    prefix = [7, 19, 23]
+    seqs = [prefix + [40, 41, 42], [7, 19, 24, 40, 41], prefix + [5, 6]]
+    cache = PrefixCache(model, None, seqs, batch_size=2,
+                        shared_prefix=SharedPrefix.build(model, None, prefix))
+    assert cache.n_shared == 1  # the batch holding [7, 19, 24, ...] ran whole
+    whole = PrefixCache(model, None, seqs, batch_size=2)
+    torch.testing.assert_close(cache.run().logits, whole.run().logits, atol=1e-5, rtol=0)

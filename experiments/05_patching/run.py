@@ -12,7 +12,9 @@ Intervals: a two-way bootstrap over source items x target items (every pair shar
 its target with other pairs, so pairs are not independent units; `ci_unit` in every CSV says so);
 patch vs each control as a paired difference on the same pairs, resampled the same way.
 `--from-pairs FILE` recomputes the summaries and figure from a stored patching_pairs.csv.gz
-without loading the model.
+without loading the model. Compute: the few-shot prompt's shared start runs once
+(``--no-shared-prefix`` runs every prompt whole), and each patched forward resumes at the
+patched layer from the stored clean residual (``llmct.core.resume``, bit-identical).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from llmct.core.capture import resolve_layers
 from llmct.core.readout import PrefixCache, Readout
 from llmct.emotion.answers import AnswerWords
 from llmct.emotion.extract import load_model_from_args
-from llmct.emotion.prompts import build_inputs
+from llmct.emotion.prompts import build_inputs, shared_prefix_cache
 from llmct.errors import LLMCTError
 from llmct.runs import (
     OKABE_ITO,
@@ -136,7 +138,7 @@ def run_pairing(model, scorer, cache, clean, targets, sources, src_acts, src_ans
                 vals = np.concatenate([v for _, _, v in chunk] + [chunk[0][2]] * (
                     copies - len(chunk)))
                 logits = cache.run(lambda rows, v=vals, s=source, la=layer: iv.patch(
-                    model, s, la, v[rows], positions="last")).logits
+                    model, s, la, v[rows], positions="last"), start_layer=layer).logits
                 for c, (cond, si, _) in enumerate(chunk):
                     part = logits[c * n_t:(c + 1) * n_t]
                     if cond == "mean":  # one vector for all: scored against every source
@@ -258,6 +260,7 @@ def main(argv=None) -> int:
 
     chosen = {name: exemplars(stimuli, name, scorer.emotions, args.exemplars)
               for p in args.pairings for name in p.split(":")}
+    shared = shared_prefix_cache(model, tok, args.prompt) if args.shared_prefix else None
     caches, cleans = {}, {}
     for name, items in chosen.items():
         if len({s.label for s in items}) < 2:
@@ -267,7 +270,7 @@ def main(argv=None) -> int:
         if position != "last":
             raise LLMCTError(f"prompt {args.prompt!r} does not read out at the last token")
         caches[name] = PrefixCache(model, tok, inputs, batch_size=args.target_batch,
-                                      copies=args.copies)
+                                   copies=args.copies, shared_prefix=shared)
         clean = caches[name].run()
         cleans[name] = Readout(clean.logits[: len(items)])
 

@@ -10,7 +10,10 @@ last-layer read-out activations, cross-fitted over 5 folds, applied to the ablat
 and the changed-top-token rate. A layer is critical where a drop is >= 0.20; bootstrap CIs over
 stimuli (paired: clean and ablated answers of the same items; the unit is the item, named in the
 ``ci_unit`` column). ``--from-items FILE`` recomputes the summaries and figure from a stored
-knockout_items.csv.gz (no model).
+knockout_items.csv.gz (no model). Compute: the few-shot prompt's shared start runs once
+(``--no-shared-prefix`` runs every prompt whole), and every ablated forward resumes at the
+ablated layer from the stored clean residual (the blocks below are untouched by the ablation;
+``llmct.core.resume``, bit-identical to whole forwards).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from llmct.core.capture import resolve_layers
 from llmct.core.readout import PrefixCache, Readout, readout_logits
 from llmct.emotion.answers import AnswerWords
 from llmct.emotion.extract import limit_stimuli, load_model_from_args
-from llmct.emotion.prompts import build_inputs
+from llmct.emotion.prompts import build_inputs, shared_prefix_cache
 from llmct.errors import LLMCTError
 from llmct.runs import (
     OKABE_ITO,
@@ -209,7 +212,9 @@ def knock_out_set(model, tok, items, ablation, scorer, layers, all_layers, last:
     print(f"[06] {set_name}: {len(items)} items; caching prompts", flush=True)
     n, modes = len(items), list(args.modes)
     copies = len(modes) if args.batch_conditions else 1
-    cache = PrefixCache(model, tok, inputs, batch_size=args.target_batch, copies=copies)
+    shared = shared_prefix_cache(model, tok, args.prompt) if args.shared_prefix else None
+    cache = PrefixCache(model, tok, inputs, batch_size=args.target_batch, copies=copies,
+                        shared_prefix=shared)
     clean = copy_of(cache.run(hidden_layers=[last]), 0, n, last)
     folds = probe_folds(clean.hidden[last].numpy(), labels, seed=probes.SEED)
     every, rows = np.arange(n), []
@@ -217,11 +222,11 @@ def knock_out_set(model, tok, items, ablation, scorer, layers, all_layers, last:
         for layer in layers:
             makers = [lambda pos, s=source, la=layer, m=m: ablation(s, la, m, pos) for m in modes]
             if copies > 1:  # every mode in one forward, one copy of the items each
-                both = cache.run(iv.by_copy(makers, n), hidden_layers=[last])
+                both = cache.run(iv.by_copy(makers, n), hidden_layers=[last], start_layer=layer)
                 runs = [copy_of(both, c, n, last) for c in range(copies)]
             else:
-                runs = [cache.run(lambda rows, mk=mk: mk("last"), hidden_layers=[last])
-                        for mk in makers]
+                runs = [cache.run(lambda rows, mk=mk: mk("last"), hidden_layers=[last],
+                                  start_layer=layer) for mk in makers]
             for mode, abl in zip(modes, runs, strict=True):
                 meta = {"set": set_name, "positions": "readout", "source": source,
                         "layer": layer, "mode": mode}
@@ -233,14 +238,15 @@ def knock_out_set(model, tok, items, ablation, scorer, layers, all_layers, last:
     sub = np.array([k for k, s in enumerate(items) if s.id in keep])
     sub_inputs, sub_items = [inputs[k] for k in sub], [items[k] for k in sub]
     clean_sub = readout_logits(model, tok, sub_inputs, batch_size=args.batch_size,
-                               hidden_layers=[last])
+                               hidden_layers=[last], keep_resid_pre=all_layers)
     for source in SOURCES:
         for layer in all_layers:
             for mode in args.all_positions_modes:
                 abl = readout_logits(model, tok, sub_inputs,
                                      lambda rows, s=source, la=layer, m=mode: ablation(
                                          s, la, m, "all"),
-                                     batch_size=args.batch_size, hidden_layers=[last])
+                                     batch_size=args.batch_size, hidden_layers=[last],
+                                     start_layer=layer, clean=clean_sub)
                 meta = {"set": set_name, "positions": "all", "source": source, "layer": layer,
                         "mode": mode}
                 rows += item_rows(meta, sub_items, labels, clean_sub, abl, scorer, folds, sub,

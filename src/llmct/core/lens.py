@@ -17,21 +17,28 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
+def head_logits(model: PreTrainedModel, final: torch.Tensor) -> torch.Tensor:
+    """The model's own logits from its *final-normed* last hidden state ``final [..., D]`` (the
+    base model's ``last_hidden_state``): the unembedding, then the final logit soft-cap where the
+    model has one (Gemma 2/3), in the model's dtype; ``[..., V]`` returned as float32 on the
+    model's device, equal to the logits of a full forward at those positions.""" 
+    adapter = get_adapter(model)
+    logits = adapter.unembed(model)(final)
+    cap = getattr(model.config, adapter.logit_softcap_attr or "", None)
+    if cap:  # in the model's dtype, as its own forward does
+        logits = torch.tanh(logits / cap) * cap
+    return logits.float()
+
+
 def lens_logits(model: PreTrainedModel, hidden: np.ndarray, *,
                 apply_norm: bool = True) -> np.ndarray:
     """``hidden [..., D]`` -> logits ``[..., V]`` (fp32)."""
     adapter = get_adapter(model)
     norm = get_submodule(model, adapter.final_norm)
     head = adapter.unembed(model)
-    dev = head.weight.device
-    x = torch.as_tensor(np.asarray(hidden), dtype=head.weight.dtype, device=dev)
+    x = torch.as_tensor(np.asarray(hidden), dtype=head.weight.dtype, device=head.weight.device)
     with torch.inference_mode():
-        h = norm(x) if apply_norm else x
-        logits = head(h).float()
-        cap = getattr(model.config, adapter.logit_softcap_attr or "", None)
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-    return logits.cpu().numpy()
+        return head_logits(model, norm(x) if apply_norm else x).cpu().numpy()
 
 
 def top_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, hidden: np.ndarray,

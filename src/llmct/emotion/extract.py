@@ -34,7 +34,7 @@ from llmct.emotion.prompts import (
     PROMPT_MODES,
     build_inputs,
     fewshot_prompt,
-    template_prefix,
+    shared_prefix_cache,
     zeroshot_prompt,
 )
 from llmct.errors import LLMCTError, StoreError, UsageError
@@ -306,7 +306,7 @@ def extract(
     written: list[Path] = []
     # attention weights need every key of the item: those extractions run whole
     use_prefix = shared_prefix and bool(todo) and not attention
-    prefix = _shared_prefix(model, tokenizer, prompt) if use_prefix else None
+    prefix = shared_prefix_cache(model, tokenizer, prompt) if use_prefix else None
     counts = {"shared": 0, "fallback": 0}
     chunks = [todo[k : k + chunk_size] for k in range(0, len(todo), chunk_size)]
     for n, chunk in enumerate(chunks):
@@ -391,13 +391,6 @@ def _extract_chunk(model: PreTrainedModel, tokenizer: Tokenizer, chunk: list[tup
     chunk_manifest = {**manifest, "device": cap.meta["device"],
                       "padding_side": cap.meta["padding_side"], "shared_prefix": used}
     return store.add([sid for sid, _ in chunk], arrays, chunk_manifest), used
-
-
-def _shared_prefix(model: PreTrainedModel, tokenizer: Tokenizer, prompt: str
-                   ) -> SharedPrefix | None:
-    """The KV cache of ``prompt``'s shared start, or None for modes that share nothing."""
-    prefix = template_prefix(tokenizer, prompt)
-    return None if prefix is None else SharedPrefix.build(model, tokenizer, prefix)
 
 
 def _pad_attention(rows: list[np.ndarray], width: int | None = None) -> np.ndarray:
@@ -600,7 +593,8 @@ def add_extract_args(parser, *, sets: Sequence[str] = ("set_a", "set_b", "set_b_
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     parser.add_argument("--no-shared-prefix", dest="shared_prefix", action="store_false",
                         help="run every prompt whole instead of computing the prompt template's "
-                        "common start once (same activations to float rounding; for checking)")
+                        "common start once (extraction, and the prompt caches of 05 and 06; same "
+                        "numbers to float rounding; for checking)")
     return parser
 
 

@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING
 from llmct.errors import CaptureError
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
     from llmct.core.positions import PositionSpec
+    from llmct.core.prefix import SharedPrefix
     from llmct.core.runner import Tokenizer
 
 FEWSHOT_EXAMPLES = (
@@ -72,6 +75,16 @@ def template_prefix(tokenizer: Tokenizer | None, mode: str) -> str | list[int] |
     if mode in PROMPT_MODES:
         return None
     raise CaptureError(f"unknown prompt mode {mode!r}; choose from {sorted(PROMPT_MODES)}")
+
+
+def shared_prefix_cache(model: PreTrainedModel, tokenizer: Tokenizer, mode: str
+                        ) -> SharedPrefix | None:
+    """The KV cache of the start every prompt of ``mode`` shares (:func:`template_prefix`, run
+    once), or None for modes that share nothing. Raises CaptureError for an unknown mode."""
+    from llmct.core.prefix import SharedPrefix
+
+    prefix = template_prefix(tokenizer, mode)
+    return None if prefix is None else SharedPrefix.build(model, tokenizer, prefix)
 
 
 def build_inputs(tokenizer: Tokenizer | None, texts: list[str], mode: str
