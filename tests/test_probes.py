@@ -1,7 +1,10 @@
 """Probe protocol on synthetic data: separable -> AUROC ~1, shuffled -> ~0.5, peak rules, transfer,
 the probe equals the plain sklearn pipeline, and the stats helpers."""
 
+import os
+
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -152,3 +155,101 @@ def test_default_transfers_match_the_explicit_shipped_pairs():
     pd.testing.assert_frame_equal(explicit, default)
     assert {("set_a", "set_b"), ("set_b", "set_a")} <= set(zip(default.train_set, default.test_set,
                                                                strict=True))
+
+
+# -- parallel sweeps (issue #17): any n_jobs gives exactly the sequential result -------------------
+
+def _sweep_data(seed=0, n_per=8, k=3, n_layers=3, d=12):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.array(["anger", "joy", "fear"][:k]), n_per)
+    cls = np.repeat(np.arange(k), n_per)
+    acts = {s: rng.normal(size=(len(y), n_layers, d)) + cls[:, None, None] * rng.normal(size=d)
+            for s in ("hidden_out", "attn_out")}
+    return acts, y
+
+
+def _both(fn):
+    """``fn(n_jobs)`` sequentially and on 2 worker processes."""
+    return fn(1), fn(2)
+
+
+def test_layer_sweep_is_identical_on_worker_processes():
+    acts, y = _sweep_data()
+    folds = probes.make_folds(y)
+    oofs = {1: {}, 2: {}}
+    seq, par = _both(lambda n: probes.layer_sweep(acts, y, folds, layers=[0, 2, 4], n_layers=5,
+                                                  oof=oofs[n], n_jobs=n))
+    pd.testing.assert_frame_equal(seq, par, check_exact=True)
+    assert list(oofs[1]) == list(oofs[2]) == ["hidden_out", "attn_out"]
+    for source in oofs[1]:
+        assert oofs[1][source].shape == (3, len(y), 3)
+        np.testing.assert_array_equal(oofs[1][source], oofs[2][source])
+
+
+def test_transfer_sweep_is_identical_on_worker_processes():
+    acts, y = _sweep_data()
+    test, y2 = _sweep_data(seed=1)
+    out = {1: {}, 2: {}}
+    seq, par = _both(lambda n: probes.transfer_sweep(acts, y, test, y2, layers=[0, 1, 2],
+                                                     n_layers=3, proba_out=out[n], n_jobs=n))
+    pd.testing.assert_frame_equal(seq, par, check_exact=True)
+    for source in out[1]:
+        np.testing.assert_array_equal(out[1][source], out[2][source])
+
+
+def test_probe_suite_is_identical_on_worker_processes():
+    a, y = _sweep_data(n_per=6)
+    b, _ = _sweep_data(seed=2, n_per=6)
+    acts = {s: np.concatenate([a[s], b[s]]) for s in a}
+    labels, sets = np.tile(y, 2), np.repeat(["set_a", "set_b"], len(y))
+    texts = [f"item {i} {lab}" for i, lab in enumerate(labels)]
+    extra = {1: ([], {}, []), 2: ([], {}, [])}
+    seq, par = _both(lambda n: probes.probe_suite(
+        acts, labels, sets, texts, layers=[0, 1, 2], n_layers=3, transfers=None,
+        peaks_out=extra[n][0], proba_out=extra[n][1], seeds_out=extra[n][2], fold_seeds=3,
+        n_boot=20, n_jobs=n))
+    pd.testing.assert_frame_equal(seq, par, check_exact=True)
+    assert set(seq.control) >= {"none", "shuffled", "text_tfidf"}
+    assert extra[1][0] and extra[1][2]
+    pd.testing.assert_frame_equal(pd.DataFrame(extra[1][0]), pd.DataFrame(extra[2][0]),
+                                  check_exact=True)
+    pd.testing.assert_frame_equal(pd.DataFrame(extra[1][2]), pd.DataFrame(extra[2][2]),
+                                  check_exact=True)
+    assert list(extra[1][1]) == list(extra[2][1])
+    for key, (yk, proba) in extra[1][1].items():
+        np.testing.assert_array_equal(yk, extra[2][1][key][0])
+        for source in proba:
+            np.testing.assert_array_equal(proba[source], extra[2][1][key][1][source])
+
+
+def test_cells_run_on_workers_only_when_there_are_enough():
+    assert set(probes._run_cells(os.getpid, [()] * 4, 2)) != {os.getpid()}
+    assert probes._run_cells(os.getpid, [()] * 3, 2) == [os.getpid()] * 3  # too few: in process
+    assert probes._run_cells(os.getpid, [()] * 4, 1) == [os.getpid()] * 4
+
+
+def test_llmct_jobs_is_checked(monkeypatch):
+    from llmct.errors import UsageError
+
+    assert probes.jobs_from_env(None) == probes.jobs_from_env(" ") == min(os.cpu_count(), 8)
+    assert probes.jobs_from_env("3") == 3
+    for bad in ("0", "-2", "two", "1.5"):
+        with pytest.raises(UsageError, match="^LLMCT_JOBS=") as err:
+            probes.jobs_from_env(bad)
+        assert "\n" not in str(err.value)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(UsageError, match="n_jobs"):
+            probes.resolve_jobs(bad)
+    probes.default_jobs.cache_clear()
+    try:
+        monkeypatch.setenv("LLMCT_JOBS", "0")
+        acts, y = _sweep_data()
+        with pytest.raises(UsageError, match="LLMCT_JOBS"):
+            probes.layer_sweep(acts, y, probes.make_folds(y), layers=[0, 1, 2], n_layers=3)
+        monkeypatch.setenv("LLMCT_JOBS", "1")
+        probes.default_jobs.cache_clear()
+        assert probes.resolve_jobs(None) == 1
+        monkeypatch.setenv("LLMCT_JOBS", "5")  # read once: no change until the cache is cleared
+        assert probes.resolve_jobs(None) == 1
+    finally:
+        probes.default_jobs.cache_clear()

@@ -12,11 +12,17 @@ Speed: the sweeps pin BLAS to one thread. For these small matrices OpenBLAS's th
 overhead, and on a shared 2-core machine it made each fit ~20-100x slower
 (benchmarks/bench_probes.py). (Fitting in the row space of the training fold, exact by the
 representer theorem when n < d, was tried and measured slower: the SVD costs more than it saves.)
+The sweeps' (source, layer) cells run on ``n_jobs`` joblib (loky) worker processes, each with
+its BLAS pinned to one thread; ``n_jobs`` None takes the environment variable ``LLMCT_JOBS``
+(default ``min(os.cpu_count(), 8)``; 1 = one after the other in this process, joblib unused).
+The cells are independent and gathered in order, so any ``n_jobs`` gives exactly the same
+numbers and rows.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import warnings
 from collections.abc import Sequence
@@ -30,11 +36,16 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from llmct.analysis.stats import auroc, macro_ovr_auroc
+from llmct.errors import UsageError
 
 N_SPLITS = 5
 SEED = 42
 PEAK_TOL = 0.005
 MAX_ITER = 10_000
+
+JOBS_ENV = "LLMCT_JOBS"
+MAX_DEFAULT_JOBS = 8
+MIN_PARALLEL_TASKS = 4  # fewer cells run in this process: starting workers would cost more
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
 
@@ -57,6 +68,58 @@ def single_threaded_blas(fn):
 
 
 _BLAS = threading.local()
+
+
+def jobs_from_env(value: str | None) -> int:
+    """The number of worker processes an ``LLMCT_JOBS`` value asks for (``value`` None or blank:
+    unset, ``min(os.cpu_count(), 8)``).
+
+    Raises:
+        UsageError: the value is not a whole number >= 1 (one line naming ``LLMCT_JOBS``).
+    """
+    if value is None or not value.strip():
+        return min(os.cpu_count() or 1, MAX_DEFAULT_JOBS)
+    try:
+        n = int(value.strip())
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UsageError(f"{JOBS_ENV}={value!r}: must be a whole number >= 1 (worker processes "
+                         "of the probe sweeps; 1 = sequential)")
+    return n
+
+
+@functools.cache
+def default_jobs() -> int:
+    """The default ``n_jobs`` of the sweeps: ``LLMCT_JOBS``, read once (see :func:`jobs_from_env`,
+    which raises :class:`~llmct.errors.UsageError` on a bad value)."""
+    return jobs_from_env(os.environ.get(JOBS_ENV))
+
+
+def resolve_jobs(n_jobs: int | None) -> int:
+    """``n_jobs`` checked (None: :func:`default_jobs`).
+
+    Raises:
+        UsageError: ``n_jobs`` is not a whole number >= 1, or ``LLMCT_JOBS`` is invalid.
+    """
+    if n_jobs is None:
+        return default_jobs()
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int | np.integer) or n_jobs < 1:
+        raise UsageError(f"n_jobs={n_jobs!r}: must be a whole number >= 1 (1 = sequential; "
+                         f"None = {JOBS_ENV})")
+    return int(n_jobs)
+
+
+def _run_cells(fn, cells: list[tuple], n_jobs: int | None) -> list:
+    """``[fn(*cell) for cell in cells]``, in order: in this process for ``n_jobs`` 1 or fewer than
+    :data:`MIN_PARALLEL_TASKS` cells, else on ``n_jobs`` loky worker processes (joblib reuses
+    them from call to call). Processes, not threads: the BLAS pin is per process."""
+    n = resolve_jobs(n_jobs)
+    if n == 1 or len(cells) < MIN_PARALLEL_TASKS:
+        return [fn(*cell) for cell in cells]
+    from joblib import Parallel, delayed
+
+    return Parallel(n_jobs=n, backend="loky")(delayed(fn)(*cell) for cell in cells)
 
 
 def make_folds(y, groups=None, *, n_splits: int = N_SPLITS, seed: int = SEED) -> Folds:
@@ -164,22 +227,56 @@ def layer_sweep(
     control: str = "none",
     C: float = 1.0,
     oof: dict[str, np.ndarray] | None = None,
+    n_jobs: int | None = None,
 ) -> pd.DataFrame:
     """CV AUROC for every source and layer: rows ``source, layer, depth, auroc, auroc_std,
     n_folds, control``. ``acts[source]`` is ``[n, len(layers), d]``. ``oof`` (a dict) receives
-    ``oof[source]``: ``[len(layers), n, k]`` out-of-fold probabilities from the same fits."""
-    rows = []
-    n_classes = len(np.unique(np.asarray(y)))
-    for source, arr in acts.items():
-        if oof is not None:
+    ``oof[source]``: ``[len(layers), n, k]`` out-of-fold probabilities from the same fits.
+    The (source, layer) cells run on ``n_jobs`` processes (None: ``LLMCT_JOBS``; same result
+    for any value).
+
+    Raises:
+        UsageError: ``n_jobs`` (or ``LLMCT_JOBS``) is not a whole number >= 1.
+    """
+    y = np.asarray(y)
+    n_classes = len(np.unique(y))
+    cells = [(source, j, layer) for source in acts for j, layer in enumerate(layers)]
+    out = _run_cells(_cv_cell, [(acts[s][:, j], y, folds, C, None if oof is None else n_classes)
+                                for s, j, _ in cells], n_jobs)
+    if oof is not None:
+        for source, arr in acts.items():
             oof[source] = np.full((len(layers), len(arr), n_classes), np.nan)
-        for j, layer in enumerate(layers):
-            scores = cv_auroc(arr[:, j], y, folds, C=C,
-                              oof=None if oof is None else oof[source][j])
-            rows.append({"source": source, "layer": int(layer), "depth": depth(layer, n_layers),
-                         "auroc": float(np.mean(scores)), "auroc_std": float(np.std(scores)),
-                         "n_folds": len(folds), "control": control})
-    return pd.DataFrame(rows)
+        for (source, j, _), (_, block) in zip(cells, out, strict=True):
+            oof[source][j] = block
+    return pd.DataFrame([{"source": source, "layer": int(layer), "depth": depth(layer, n_layers),
+                          "auroc": float(np.mean(scores)), "auroc_std": float(np.std(scores)),
+                          "n_folds": len(folds), "control": control}
+                         for (source, _, layer), (scores, _) in zip(cells, out, strict=True)])
+
+
+@single_threaded_blas
+def _cv_cell(X: np.ndarray, y, folds: Folds, C: float, n_classes: int | None
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+    """One (source, layer) cell of :func:`layer_sweep`: per-fold AUROCs and, given ``n_classes``,
+    the ``[n, n_classes]`` out-of-fold probabilities (NaN where a fold lacks a class)."""
+    oof = None if n_classes is None else np.full((len(X), n_classes), np.nan)
+    return cv_auroc(X, y, folds, C=C, oof=oof), oof
+
+
+@single_threaded_blas
+def _transfer_cell(X_train: np.ndarray, y_train, X_test: np.ndarray, y_test, C: float
+                   ) -> tuple[float, np.ndarray]:
+    """One (source, layer) cell of :func:`transfer_sweep`: test AUROC and ``[n_test, k]``
+    probabilities of a probe fitted on all of the training set."""
+    probe = fit_probe(X_train, y_train, C=C)
+    proba = probe.predict_proba(X_test)
+    return score_auroc(y_test, proba, probe.classes), proba
+
+
+@single_threaded_blas
+def _mean_cv_cell(X: np.ndarray, y, folds: Folds, C: float) -> float:
+    """One cell of :func:`fold_seed_rows`: the per-fold mean AUROC under one fold seed."""
+    return float(np.mean(cv_auroc(X, y, folds, C=C)))
 
 
 @single_threaded_blas
@@ -194,25 +291,30 @@ def transfer_sweep(
     control: str = "none",
     C: float = 1.0,
     proba_out: dict[str, np.ndarray] | None = None,
+    n_jobs: int | None = None,
 ) -> pd.DataFrame:
     """Fit on all of one set, score on all of another, per source and layer (``auroc_std`` NaN).
-    ``proba_out`` (a dict) receives ``proba_out[source]``: ``[len(layers), n_test, k]`` test-set
-    class probabilities (columns in sorted label order)."""
+    ``train[source]``/``test[source]`` are ``[n_train|n_test, len(layers), d]``. ``proba_out``
+    (a dict) receives ``proba_out[source]``: ``[len(layers), n_test, k]`` test-set class
+    probabilities (columns in sorted label order). The (source, layer) cells run on ``n_jobs``
+    processes (None: ``LLMCT_JOBS``; same result for any value).
+
+    Raises:
+        UsageError: ``n_jobs`` (or ``LLMCT_JOBS``) is not a whole number >= 1.
+    """
     y_train, y_test = np.asarray(y_train), np.asarray(y_test)
-    rows = []
-    for source in train:
-        if proba_out is not None:
+    cells = [(source, j, layer) for source in train for j, layer in enumerate(layers)]
+    out = _run_cells(_transfer_cell, [(train[s][:, j], y_train, test[s][:, j], y_test, C)
+                                      for s, j, _ in cells], n_jobs)
+    if proba_out is not None:
+        for source in train:
             proba_out[source] = np.full((len(layers), len(y_test), len(np.unique(y_train))),
                                         np.nan)
-        for j, layer in enumerate(layers):
-            probe = fit_probe(train[source][:, j], y_train, C=C)
-            proba = probe.predict_proba(test[source][:, j])
-            if proba_out is not None:
-                proba_out[source][j] = proba
-            rows.append({"source": source, "layer": int(layer), "depth": depth(layer, n_layers),
-                         "auroc": score_auroc(y_test, proba, probe.classes), "auroc_std": np.nan,
-                         "n_folds": 0, "control": control})
-    return pd.DataFrame(rows)
+        for (source, j, _), (_, proba) in zip(cells, out, strict=True):
+            proba_out[source][j] = proba
+    return pd.DataFrame([{"source": source, "layer": int(layer), "depth": depth(layer, n_layers),
+                          "auroc": score, "auroc_std": np.nan, "n_folds": 0, "control": control}
+                         for (source, _, layer), (score, _) in zip(cells, out, strict=True)])
 
 
 @dataclass(frozen=True)
@@ -391,6 +493,7 @@ def probe_suite(
     proba_out: dict | None = None,
     fold_seeds: int = 1,
     seeds_out: list[dict] | None = None,
+    n_jobs: int | None = None,
 ) -> pd.DataFrame:
     """Within-set CV probes for every set, and transfer for each ``(train, test)`` pair, each with
     its shuffled-label control and its text-only TF-IDF baseline on the same folds.
@@ -417,6 +520,8 @@ def probe_suite(
     receives, per ``(train_set, test_set)``, ``(y, {source: [len(layers), n, k]})``: the
     out-of-fold (within-set) or test-set (transfer) probabilities of the probe. ``seeds_out`` (a
     list) receives :func:`fold_seed_rows` for ``fold_seeds`` fold seeds of each within-set probe.
+    ``n_jobs``: worker processes of the sweeps (None: ``LLMCT_JOBS``; same result for any value;
+    :class:`~llmct.errors.UsageError` if not a whole number >= 1).
     """
     labels, sets = np.asarray(labels), np.asarray(sets)
     texts = np.asarray(list(texts), dtype=object)
@@ -426,7 +531,7 @@ def probe_suite(
             transfers = [(a, b) for a, b in transfers if a in present and b in present]
         plan = plan_suite(labels, sets, transfers=transfers, exclude_labels=exclude_labels,
                           min_per_class=min_per_class)
-    grid = {"layers": layers, "n_layers": n_layers, "C": C}
+    grid = {"layers": layers, "n_layers": n_layers, "C": C, "n_jobs": resolve_jobs(n_jobs)}
     group_of = None if groups is None else np.asarray(list(groups), dtype=object)
     frames = []
     for name in plan.within:
@@ -472,7 +577,7 @@ def _within_set_frames(name: str, sub: dict[str, np.ndarray], y: np.ndarray, tex
     if seeds_out is not None and fold_seeds > 1:
         seeds_out += [{"train_set": name, "test_set": name, **r} for r in fold_seed_rows(
             sub, y, g, curve, grid["layers"], grid["n_layers"], n_seeds=fold_seeds,
-            C=grid["C"])]
+            C=grid["C"], n_jobs=grid["n_jobs"])]
     shuffled_curve = layer_sweep(sub, shuffled(y), folds, control="shuffled", **grid)
     text_rows = text_baseline_rows(texts, y, folds, g, C=grid["C"])
     legacy = {**text_rows[0], "control": "text_tfidf"}  # the word TF-IDF row, v1 name
@@ -497,26 +602,34 @@ def _transfer_frames(train: str, test: str, a_tr: dict, y_tr, t_tr, a_te: dict, 
 
 def fold_seed_rows(acts: dict[str, np.ndarray], y, groups, curve: pd.DataFrame,
                    layers: Sequence[int], n_layers: int, *, n_seeds: int = 5,
-                   C: float = 1.0) -> list[dict]:
+                   C: float = 1.0, n_jobs: int | None = None) -> list[dict]:
     """The within-set probe re-scored under ``n_seeds`` fold seeds (``SEED .. SEED+n_seeds-1``;
     the first is the headline's) at the layers a summary quotes: the first layer (layer-0
     baseline), and the argmax and first-within-``PEAK_TOL`` layers of ``curve`` (the headline
     :func:`layer_sweep` rows of the first seed, reused, not refitted; each distinct layer is
     fitted once per further seed). Rows: ``source, rule, layer, depth, seed, auroc`` (per-fold
     mean, as the headline). The spread over seeds is the part of a quoted AUROC
-    that depends on how items fall into folds."""
-    rows = []
+    that depends on how items fall into folds. The (source, layer, seed) cells run on ``n_jobs``
+    processes (None: ``LLMCT_JOBS``; same rows for any value; ``UsageError`` if invalid)."""
+    rows: list[dict] = []
+    cells: list[tuple] = []
+    wanted: list[tuple[str, dict[str, int], dict[int, float]]] = []
     fold_sets = [make_folds(y, groups, seed=SEED + i) for i in range(1, n_seeds)]
     for source, arr in acts.items():
         mine = curve[curve.source == source]
         pk = peak_layer(mine.auroc.to_numpy(), layers, n_layers)
         at = {"layer0": int(layers[0]), "argmax": pk.argmax_layer,
               "first_within": pk.first_within_layer}
-        by_layer: dict[int, list[float]] = {}  # the first seed's score is the headline's own
-        for layer in dict.fromkeys(at.values()):
-            j = list(layers).index(layer)
-            by_layer[layer] = [float(mine.auroc.iloc[j])] + [
-                float(np.mean(cv_auroc(arr[:, j], y, folds, C=C))) for folds in fold_sets]
+        # the first seed's score is the headline's own
+        first = {layer: float(mine.auroc.iloc[list(layers).index(layer)])
+                 for layer in dict.fromkeys(at.values())}
+        wanted.append((source, at, first))
+        cells += [(arr[:, list(layers).index(layer)], y, folds, C)
+                  for layer in first for folds in fold_sets]
+    scores = iter(_run_cells(_mean_cv_cell, cells, n_jobs))
+    for source, at, first in wanted:
+        by_layer = {layer: [head] + [next(scores) for _ in fold_sets]
+                    for layer, head in first.items()}
         rows += [{"source": source, "rule": rule, "layer": layer, "depth": depth(layer, n_layers),
                   "seed": SEED + i, "auroc": score}
                  for rule, layer in at.items() for i, score in enumerate(by_layer[layer])]
