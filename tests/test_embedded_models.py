@@ -130,3 +130,32 @@ def test_logit_lens_of_last_layer_is_the_models_logits(loaded):
         assert np.abs(lens[i] - ref).max() <= 1e-4 * _scale(ref)
         assert np.abs(cap.logits[i] - ref).max() <= 1e-4 * _scale(ref)
         assert lens[i].argmax() == ref.argmax()
+
+
+@pytest.mark.integration
+def test_readout_paths_of_05_and_06_on_real_weights(loaded):
+    """The read-out prefix cache after the few-shot prompt's shared start (used by every batch,
+    Gemma 3's sliding-window layers included) equals whole prompts to float rounding, resumed
+    knockouts equal whole ones bit for bit, and read-out logits equal the model's own."""
+    from llmct.core import interventions as iv
+    from llmct.core.readout import PrefixCache, readout_logits
+    from llmct.emotion.prompts import build_inputs, shared_prefix_cache
+
+    spec, model, tok = loaded
+    inputs, _ = build_inputs(tok, PROMPTS, "fewshot")
+    whole = PrefixCache(model, tok, inputs, batch_size=3)
+    fast = PrefixCache(model, tok, inputs, batch_size=3,
+                       shared_prefix=shared_prefix_cache(model, tok, "fewshot"))
+    assert fast.n_shared == 1
+    layer = spec.n_layers // 2
+
+    def knock(rows):
+        return iv.ablate(model, "mlp_out", layer, "zero", positions="last")
+
+    a, b = whole.run(knock).logits, fast.run(knock, start_layer=layer).logits
+    assert torch.equal(a, whole.run(knock, start_layer=layer).logits)
+    assert (a - b).abs().max() <= 1e-4 * _scale(a.numpy())
+    assert torch.equal(a.argmax(-1), b.argmax(-1))
+    got = readout_logits(model, tok, inputs[:1]).logits[0].numpy()
+    _, ref = _hf(model, tok(inputs[0]).input_ids)
+    assert np.abs(got - ref).max() <= 1e-4 * _scale(ref)
