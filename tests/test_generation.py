@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from llmct.core.chat import render_chat
-from llmct.core.generation import generate_reply
+from llmct.core.generation import generate_replies, generate_reply
+from llmct.core.steering import random_direction, steer, steer_rows
 from tests.test_scan_snapshots import tiny_chat_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -86,3 +87,34 @@ def test_plain_fallback_reply_ends_where_the_model_starts_a_turn(chat_model, mon
     assert generate_reply(model, plain, HISTORY) == "(empty)"
     _spy(monkeypatch, model, tok, " Fine.\nUser: and you?")  # a chat template: nothing is cut
     assert generate_reply(model, tok, HISTORY) == "Fine.\nUser: and you?"
+
+
+def test_replies_of_steered_rows_equal_one_generation_per_condition(chat_model):
+    model, tok = chat_model
+    d = model.config.hidden_size
+    dirs, alphas = [random_direction(d, s) for s in (1, 2, 3)], [0.0, 3.0, 6.0]
+    refs = []
+    for direction, alpha in zip(dirs, alphas, strict=True):
+        with steer(model, direction, 0, alpha=alpha):
+            refs.append(generate_reply(model, tok, HISTORY, max_new_tokens=8))
+    with steer_rows(model, dirs, 0, alphas):
+        got = generate_replies(model, tok, HISTORY, copies=3, max_new_tokens=8)
+    assert got == refs and len(set(refs)) > 1
+    assert generate_replies(model, tok, HISTORY, max_new_tokens=8) == [refs[0]]
+    with pytest.raises(ValueError, match="copies must be >= 1"):
+        generate_replies(model, tok, HISTORY, copies=0)
+
+
+def test_batched_rows_are_cut_after_their_first_end_of_sequence(chat_model, monkeypatch):
+    model, tok = chat_model
+    eos = model.generation_config.eos_token_id
+    eos = eos[0] if isinstance(eos, list) else eos
+    hi = tok(" Hi", add_special_tokens=False)["input_ids"]
+    there = tok(" there", add_special_tokens=False)["input_ids"]
+
+    def fake(ids, **kwargs):  # row 0 ends early and goes on with tokens a pad need not be
+        new = torch.tensor([hi + [eos] + there, hi + there + there])
+        return torch.cat([ids, new], dim=1)
+
+    monkeypatch.setattr(model, "generate", fake)
+    assert generate_replies(model, tok, HISTORY, copies=2) == ["Hi", "Hi there there"]

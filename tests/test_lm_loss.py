@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from llmct.core.steering import lm_loss, steer
+from llmct.core.steering import lm_loss, lm_losses, random_direction, steer, steer_copies
 from llmct.errors import CaptureError, LLMCTError
 from tests.tiny_models import random_token_batches, tiny_model
 
@@ -36,3 +36,22 @@ def test_lm_loss_errors():
         lm_loss(model, None, [[5]])
     with pytest.raises(CaptureError):
         lm_loss(model, None, [[5, 10_000_000]])
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_lm_losses_of_steered_copies_equal_one_condition_at_a_time(kind):
+    model = tiny_model(kind)
+    seqs = random_token_batches(n=3)
+    dirs = [random_direction(64, seed) for seed in (1, 2, 3)]
+    alphas = [0.0, 2.0, 5.0]
+    refs = []
+    for direction, alpha in zip(dirs, alphas, strict=True):
+        with steer(model, direction, 1, alpha=alpha, scale=4.0):
+            refs.append(lm_loss(model, None, seqs))
+    with steer_copies(model, dirs, 1, alphas, scale=4.0):
+        got = lm_losses(model, None, seqs, copies=3)
+        with pytest.raises(LLMCTError, match="3 rows for 2 copies"):
+            lm_losses(model, None, seqs, copies=2)
+    np.testing.assert_allclose(got, refs, rtol=1e-5, atol=1e-6)
+    assert refs[0] == lm_loss(model, None, seqs) and abs(refs[2] - refs[0]) > 1e-3
+    assert lm_losses(model, None, seqs).tolist() == [refs[0]]

@@ -7,12 +7,14 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from llmct.core.steering import random_direction, steer
+from llmct.core.steering import random_direction, steer, steer_copies
 from llmct.emotion.preferences import (
     ELO_SCALE,
     _elo_runs,
     activity_bootstrap_ratings,
     activity_draws,
+    ask_preferences,
+    ask_preferences_copies,
     bootstrap_ratings,
     bt_ratings,
     combine_orders,
@@ -24,6 +26,8 @@ from llmct.emotion.preferences import (
     ratings,
     sample_pairs,
 )
+from llmct.errors import LLMCTError
+from tests.test_scan_snapshots import tiny_chat_model
 from tests.tiny_models import tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -207,3 +211,46 @@ def test_shared_prefix_logits_equal_independent_forwards(kind):
         ref = independent()
     torch.testing.assert_close(steered, ref, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(steered, got, atol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_shared_prefix_logits_of_steered_copies_equal_one_condition_at_a_time(kind):
+    model = tiny_model(kind)
+    g = torch.Generator().manual_seed(1)
+    common = torch.randint(3, 128, (5,), generator=g).tolist()
+    seqs = [common + torch.randint(3, 128, (2 + k % 4,), generator=g).tolist() for k in range(9)]
+    groups = [k // 4 for k in range(9)]  # a group of 4 extends the shared cache by its prefix
+    seqs[4:8] = [common + [7, 7] + s[len(common):] for s in seqs[4:8]]
+    dirs, alphas = [random_direction(64, s) for s in (5, 6, 7)], [0.0, 2.0, 3.0]
+    refs = []
+    for direction, alpha in zip(dirs, alphas, strict=True):
+        with steer(model, direction, 1, alpha=alpha, start=2):
+            refs.append(last_token_logits(model, seqs, groups, batch_size=4))
+    with steer_copies(model, dirs, 1, alphas, start=2):
+        got = last_token_logits(model, seqs, groups, batch_size=4, copies=3)
+        with pytest.raises(LLMCTError, match="rows for 2 copies"):
+            last_token_logits(model, seqs, groups, batch_size=4, copies=2)
+    assert got.shape == (3, len(seqs), 128)
+    for c, ref in enumerate(refs):
+        torch.testing.assert_close(got[c], ref, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(refs[1], refs[0], atol=1e-3)
+
+
+def test_ask_preferences_copies_equal_ask_preferences_per_condition():
+    model, tok = tiny_chat_model()
+    items = ["read a book", "go for a walk", "cook dinner", "call a friend"]
+    pairs = sample_pairs(len(items))
+    d = model.config.hidden_size
+    dirs, alphas = [random_direction(d, s) for s in (1, 2)], [0.0, 4.0]
+    refs = []
+    for direction, alpha in zip(dirs, alphas, strict=True):
+        with steer(model, direction, 0, alpha=alpha):
+            refs.append(ask_preferences(model, tok, items, pairs, batch_size=3))
+    with steer_copies(model, dirs, 0, alphas):
+        got = ask_preferences_copies(model, tok, items, pairs, copies=2, batch_size=3)
+    assert len(got) == 2
+    for ch, ref in zip(got, refs, strict=True):
+        np.testing.assert_array_equal(ch.pairs, ref.pairs)
+        np.testing.assert_allclose(ch.p_a, ref.p_a, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(ch.mass, ref.mass, rtol=1e-5, atol=1e-9)
+    assert np.abs(refs[1].p_a - refs[0].p_a).max() > 1e-6

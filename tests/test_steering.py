@@ -4,9 +4,17 @@ import numpy as np
 import pytest
 import torch
 
+from llmct.core.arch import get_adapter
 from llmct.core.capture import capture, pad_batch, position_ids_from_mask
-from llmct.core.hooks import count_hooks
-from llmct.core.steering import mean_residual_norm, random_direction, steer, steer_positions
+from llmct.core.hooks import Hooks, count_hooks
+from llmct.core.steering import (
+    mean_residual_norm,
+    random_direction,
+    steer,
+    steer_copies,
+    steer_positions,
+    steer_rows,
+)
 from llmct.errors import LLMCTError
 from tests.tiny_models import random_token_batches, tiny_model
 
@@ -153,6 +161,115 @@ def test_mean_residual_norm_matches_hf_hidden_states(llama):
     assert both.shape == (2,) and both[1] == pytest.approx(got, rel=1e-5)
 
 
+CONDITIONS = [(0.0, 3), (1.0, 4), (2.5, 5)]  # (alpha, direction seed): unsteered first
+
+
+def _conditions(model):
+    return ([random_direction(model.config.hidden_size, seed) for _, seed in CONDITIONS],
+            [alpha for alpha, _ in CONDITIONS])
+
+
+def _one_at_a_time(model, run, start=0):
+    dirs, alphas = _conditions(model)
+    out = []
+    for direction, alpha in zip(dirs, alphas, strict=True):
+        with steer(model, direction, LAYER, alpha=alpha, scale=SCALE, start=start):
+            out.append(run())
+    return out
+
+
+@pytest.mark.parametrize("kind", ["llama", "gemma3", "olmo2", "gpt2", "gpt_neox"])
+@pytest.mark.parametrize("start", [0, 3])
+def test_steer_copies_equals_one_condition_at_a_time(kind, start):
+    model = tiny_model(kind)
+    seqs = random_token_batches(4)
+    refs = _one_at_a_time(model, lambda: _logits(model, seqs)[0], start)
+    dirs, alphas = _conditions(model)
+    with steer_copies(model, dirs, LAYER, alphas, scale=SCALE, start=start) as added:
+        got, _ = _logits(model, seqs)
+    assert added.shape == (3, model.config.hidden_size)
+    got = got.reshape(3, len(seqs), *got.shape[1:])
+    for c, ref in enumerate(refs):
+        torch.testing.assert_close(got[c], ref, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(refs[1], refs[0], atol=1e-3)  # the conditions do differ
+
+
+def test_steer_copies_runs_the_blocks_up_to_the_layer_once(llama):
+    seqs = random_token_batches(4)
+    rows: dict[int, int] = {}
+    blocks = get_adapter(llama).block_list(llama)
+    dirs, alphas = _conditions(llama)
+    with Hooks() as hooks:
+        for k in range(len(blocks)):
+            hooks.read(get_adapter(llama).site(llama, "hidden_in", k),
+                       lambda h, k=k: rows.__setitem__(k, h.shape[0]))
+        with steer_copies(llama, dirs, LAYER, alphas, scale=SCALE):
+            _logits(llama, seqs)
+    assert rows == {k: len(seqs) * (3 if k > LAYER else 1) for k in range(len(blocks))}
+
+
+def test_steer_copies_kv_cache_continuation_equals_one_at_a_time(llama):
+    """A prefix cached inside steer_copies and extended by a left-padded batch (rows repeated as
+    ``batch_repeat_interleave`` does) gives each condition's one-at-a-time logits."""
+    prefix = [5, 9, 17, 33, 2, 8]
+    tails = random_token_batches(3, lo=2, hi=6)
+
+    def run():
+        with torch.inference_mode():
+            out = llama(input_ids=torch.tensor([prefix]), use_cache=True)
+            cache = out.past_key_values
+            cache.batch_repeat_interleave(len(tails))
+            ids, mask = pad_batch(tails, 0, "left")
+            full = torch.cat([torch.ones((len(tails), len(prefix)), dtype=torch.long), mask], 1)
+            pos = position_ids_from_mask(full)[:, -ids.shape[1]:]
+            return llama(input_ids=ids, attention_mask=full, position_ids=pos,
+                         past_key_values=cache, use_cache=True).logits[:, -1]
+
+    refs = _one_at_a_time(llama, run)
+    dirs, alphas = _conditions(llama)
+    with steer_copies(llama, dirs, LAYER, alphas, scale=SCALE):
+        got = run().reshape(3, len(tails), -1)
+    for c, ref in enumerate(refs):
+        torch.testing.assert_close(got[c], ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_steer_rows_equals_each_row_steered_alone(kind):
+    model = tiny_model(kind)
+    seq = random_token_batches(1)[0]
+    refs = _one_at_a_time(model, lambda: _logits(model, [seq])[0][0])
+    dirs, alphas = _conditions(model)
+    with steer_rows(model, dirs, LAYER, alphas, scale=SCALE) as added:
+        got, _ = _logits(model, [seq] * 3)
+        with pytest.raises(LLMCTError, match="a forward of 2 rows for 3 conditions"):
+            _logits(model, [seq] * 2)
+    assert added.shape == (3, model.config.hidden_size)
+    for c, ref in enumerate(refs):
+        torch.testing.assert_close(got[c], ref, atol=1e-5, rtol=1e-5)
+
+
+def test_steer_copies_and_rows_errors(llama):
+    dirs, alphas = _conditions(llama)
+    for ctx in (steer_copies, steer_rows):
+        with pytest.raises(LLMCTError, match="one alpha per direction"):
+            with ctx(llama, dirs, LAYER, alphas[:2]):
+                pass
+        with pytest.raises(LLMCTError, match="one alpha per direction"):
+            with ctx(llama, [], LAYER, []):
+                pass
+        with pytest.raises(LLMCTError, match="norm 0"):
+            with ctx(llama, [np.zeros(64)], LAYER, [1.0]):
+                pass
+        with pytest.raises(LLMCTError, match="start must be >= 0"):
+            with ctx(llama, dirs, LAYER, alphas, start=-1):
+                pass
+    before = count_hooks(llama)
+    with pytest.raises(RuntimeError, match="boom"):
+        with steer_copies(llama, dirs, LAYER, alphas):
+            raise RuntimeError("boom")
+    assert count_hooks(llama) == before
+
+
 def _load_experiment():
     import importlib.util
     from pathlib import Path
@@ -188,6 +305,11 @@ def test_experiment_11_end_to_end(embedded, tmp_path, capsys):
             "--sample-tokens", "4", "--n-boot", "20", "--elo-orders", "2", "--no-progress",
             "--null-directions", "0", "--null-shuffles", "0", "--out", str(out)]
     assert exp.main(args) == 0
+    serial = tmp_path / "serial"  # one condition per forward: the same tables
+    assert exp.main([*args[:-1], str(serial), "--no-batch-conditions"]) == 0
+    for name in ("choices.csv", "conditions.csv", "samples.csv", "category_ratings.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(out / name), pd.read_csv(serial / name),
+                                      rtol=1e-5)
     table = pd.read_csv(out / "category_ratings.csv")
     assert set(table.condition) == {"baseline", "angry@0.5", "random0@0.5"}
     assert set(table.category) == {"helpful", "engaging", "social", "self-curiosity", "neutral",

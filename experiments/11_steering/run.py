@@ -19,6 +19,12 @@ distribution, Elo on hard (win/loss) outcomes beside Bradley-Terry on soft outco
 read-out's label mass and first-option bias beside the ratings. Intervals resample activities
 (the independent unit: pairs share activities) and every CSV with an interval names its unit in
 ``ci_unit``.
+
+Speed (issue #17): ``--copies`` conditions share each read-out forward (the blocks up to the
+steered layer do not depend on the steering and run once for all of them;
+``llmct.core.steering.steer_copies``) and every sample reply comes from one ``generate`` with one
+condition per row; ``--no-batch-conditions`` runs one condition at a time (the same numbers to
+float rounding; ``benchmarks/bench_steering.py``).
 """
 
 from __future__ import annotations
@@ -36,14 +42,24 @@ import torch
 
 from llmct import model_fingerprint, model_slug
 from llmct.analysis.stats import permutation_pvalue, two_way_bootstrap_mean
-from llmct.core.generation import generate_reply
-from llmct.core.steering import lm_loss, mean_residual_norm, random_direction, steer
+from llmct.core.generation import generate_replies, generate_reply
+from llmct.core.steering import (
+    lm_loss,
+    lm_losses,
+    mean_residual_norm,
+    random_direction,
+    steer,
+    steer_copies,
+    steer_rows,
+)
 from llmct.emotion.extract import load_model_from_args
 from llmct.emotion.null_directions import shuffled_label_vectors, span_directions
 from llmct.emotion.preferences import (
     METHODS,
     UNITS,
+    Choices,
     ask_preferences,
+    ask_preferences_copies,
     group_means,
     rating_table,
     ratings,
@@ -134,6 +150,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sample-tokens", type=int, default=40)
     p.add_argument("--sample-prompt", default=SAMPLE_PROMPT)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--copies", type=int, default=16, metavar="C",
+                   help="steering conditions per forward: the blocks up to the steered layer run "
+                   "once for all C (they do not depend on the steering), the later ones on C "
+                   "copies of the batch (llmct.core.steering.steer_copies)")
+    p.add_argument("--no-batch-conditions", dest="batch_conditions", action="store_false",
+                   help="one forward per condition instead of --copies conditions per forward "
+                   "(same numbers to float rounding, about 2-3x slower)")
     p.add_argument("--n-boot", type=int, default=500)
     p.add_argument("--elo-k", type=float, default=32.0)
     p.add_argument("--elo-orders", type=int, default=20)
@@ -276,6 +299,67 @@ def readout_intervals(ch) -> dict:
                 position_bias_hi=bias.hi, ci_unit=f"{mass.unit} (n={mass.n_units})")
 
 
+class Readout(NamedTuple):
+    """One condition's preference read-out, LM loss on the fluency texts and its share of the
+    time (seconds)."""
+
+    choices: Choices
+    loss: float
+    seconds: float
+
+
+def readouts(args: argparse.Namespace, su: Setup, conds: list[tuple[float, np.ndarray]],
+             progress: bool = False) -> list[Readout]:
+    """Preference read-out and LM loss of every ``(alpha, direction)`` of ``conds``, in order:
+    ``--copies`` conditions per forward (:func:`llmct.core.steering.steer_copies`: the blocks
+    up to the steered layer run once for all of them), or one :func:`steer` at a time with
+    ``--no-batch-conditions``; the same numbers to float rounding."""
+    nan = float("nan")
+    size = max(1, args.copies) if args.batch_conditions else 1
+    out = []
+    for k in range(0, len(conds), size):
+        chunk, t = conds[k:k + size], time.time()
+        if not args.batch_conditions:
+            ((alpha, direction),) = chunk
+            with steer(su.model, direction, su.layer, alpha=alpha, scale=su.norm,
+                       start=args.start):
+                chs = [ask_preferences(su.model, su.tok, su.items, su.pairs,
+                                       batch_size=args.batch_size, progress=progress)]
+                losses = [lm_loss(su.model, su.tok, su.fluency) if su.fluency else nan]
+        else:
+            with steer_copies(su.model, [d for _, d in chunk], su.layer, [a for a, _ in chunk],
+                              scale=su.norm, start=args.start):
+                chs = ask_preferences_copies(su.model, su.tok, su.items, su.pairs,
+                                             copies=len(chunk), batch_size=args.batch_size,
+                                             progress=progress)
+                losses = (list(lm_losses(su.model, su.tok, su.fluency, copies=len(chunk)))
+                          if su.fluency else [nan] * len(chunk))
+        seconds = (time.time() - t) / len(chunk)
+        out += [Readout(ch, float(loss), seconds) for ch, loss in zip(chs, losses, strict=True)]
+    return out
+
+
+def sample_replies(args: argparse.Namespace, su: Setup, conds: list[tuple[float, np.ndarray]]
+                   ) -> list[str]:
+    """The greedy reply to ``--sample-prompt`` under every ``(alpha, direction)`` of ``conds``:
+    one ``generate`` with one condition per row (:func:`llmct.core.steering.steer_rows`), or
+    one :func:`steer` at a time with ``--no-batch-conditions`` (the same replies up to argmax
+    ties that batched float rounding can flip)."""
+    messages = [{"role": "user", "content": args.sample_prompt}]
+    if not args.batch_conditions:
+        out = []
+        for alpha, direction in conds:
+            with steer(su.model, direction, su.layer, alpha=alpha, scale=su.norm,
+                       start=args.start):
+                out.append(generate_reply(su.model, su.tok, messages,
+                                          max_new_tokens=args.sample_tokens))
+        return out
+    with steer_rows(su.model, [d for _, d in conds], su.layer, [a for a, _ in conds],
+                    scale=su.norm, start=args.start):
+        return generate_replies(su.model, su.tok, messages, copies=len(conds),
+                                max_new_tokens=args.sample_tokens)
+
+
 def score_conditions(args: argparse.Namespace, su: Setup, conds: list, t0: float
                      ) -> tuple[dict, list, list, list]:
     """Steer with every condition; ask, sample a reply, score fluency.
@@ -283,14 +367,10 @@ def score_conditions(args: argparse.Namespace, su: Setup, conds: list, t0: float
     Returns ``(scores: condition -> [P] soft outcomes, choices frames, condition rows, sample
     rows)``."""
     scores, choice_rows, cond_rows, samples = {}, [], [], []
-    for name, kind, emotion, alpha, direction in conds:
-        with steer(su.model, direction, su.layer, alpha=alpha, scale=su.norm, start=args.start):
-            ch = ask_preferences(su.model, su.tok, su.items, su.pairs,
-                                 batch_size=args.batch_size, progress=args.progress)
-            reply = generate_reply(su.model, su.tok,
-                                   [{"role": "user", "content": args.sample_prompt}],
-                                   max_new_tokens=args.sample_tokens)
-            loss = lm_loss(su.model, su.tok, su.fluency) if su.fluency else float("nan")
+    reads = readouts(args, su, [(c[3], c[4]) for c in conds], progress=args.progress)
+    replies = sample_replies(args, su, [(c[3], c[4]) for c in conds])
+    for (name, kind, emotion, alpha, _), (ch, loss, _), reply in zip(conds, reads, replies,
+                                                                     strict=True):
         scores[name] = ch.scores
         frame = ch.frame(su.ids)
         frame.insert(0, "condition", name)
@@ -366,13 +446,8 @@ def score_nulls(args: argparse.Namespace, su: Setup, nulls: list[dict], alphas: 
     scores, rows = {}, []
     t0 = time.time()
     for alpha in alphas:
-        for nd in nulls:
-            t = time.time()
-            with steer(su.model, nd["direction"], su.layer, alpha=alpha, scale=su.norm,
-                       start=args.start):
-                ch = ask_preferences(su.model, su.tok, su.items, su.pairs,
-                                     batch_size=args.batch_size)
-                loss = lm_loss(su.model, su.tok, su.fluency) if su.fluency else float("nan")
+        reads = readouts(args, su, [(alpha, nd["direction"]) for nd in nulls])
+        for nd, (ch, loss, seconds) in zip(nulls, reads, strict=True):
             name = f"{nd['null']}@{alpha:g}"
             scores[name] = ch.scores
             rows.append(dict(condition=name, **{k: v for k, v in nd.items() if k != "direction"},
@@ -380,7 +455,7 @@ def score_nulls(args: argparse.Namespace, su: Setup, nulls: list[dict], alphas: 
                              label_mass=float(ch.mass.mean()),
                              label_mass_min=float(ch.mass.min()),
                              position_bias=ch.position_bias, lm_loss_neutral=loss,
-                             seconds=round(time.time() - t, 2)))
+                             seconds=round(seconds, 2)))
         print(f"[11] null at alpha {alpha:g}: {len(nulls)} directions "
               f"({time.time() - t0:.0f}s so far)", flush=True)
     return scores, rows
@@ -570,6 +645,7 @@ def run(args: argparse.Namespace, library, path: Path, stories: Path, out: Outpu
                 max_pairs=args.max_pairs, vectors=str(path), vectors_meta=library.meta,
                 n_boot=args.n_boot, bootstrap_unit=args.bootstrap_unit, elo_k=args.elo_k,
                 elo_orders=args.elo_orders, seed=args.seed, null=null,
+                batch_conditions=args.batch_conditions, copies=args.copies,
                 seconds=round(time.time() - t0, 1), torch_threads=torch.get_num_threads())
     out.path("run.json").write_text(json.dumps(info, indent=2, default=str))
     title = (f"{args.model}: steering at layer {su.layer} (alpha x mean norm {su.norm:.1f}), "

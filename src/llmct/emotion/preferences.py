@@ -100,6 +100,14 @@ def _independent(model, batch: list[list[int]], pad_id: int) -> torch.Tensor:
     return res.logits[:, -1].float().cpu()
 
 
+def _by_copy(logits: torch.Tensor, copies: int, n: int) -> torch.Tensor:
+    """``[copies, n, vocab]`` view of a forward's ``[copies * n, vocab]`` rows (copy-major)."""
+    if logits.shape[0] != copies * n:
+        raise LLMCTError(f"the forward returned {logits.shape[0]} rows for {copies} copies of "
+                         f"{n} sequences")
+    return logits.reshape(copies, n, -1)
+
+
 def _plan_batches(groups: list, batch_size: int, min_group: int) -> list[list[int]]:
     """Row batches: a group of ``>= min_group`` rows gets batches of its own (they share a long
     prefix); smaller groups are packed together (fewer, fuller forwards)."""
@@ -119,9 +127,11 @@ def _plan_batches(groups: list, batch_size: int, min_group: int) -> list[list[in
 
 def last_token_logits(model, seqs: Sequence[Sequence[int]], groups: Sequence | None = None, *,
                       batch_size: int = 32, min_group: int = 4, pad_id: int = 0,
-                      progress: bool = False) -> torch.Tensor:
+                      progress: bool = False, copies: int = 1) -> torch.Tensor:
     """``[N, vocab]`` float32 next-token logits after each sequence, computed in batches that
-    share prefixes.
+    share prefixes; ``[copies, N, vocab]`` when ``copies > 1``, for forwards that return
+    ``copies`` copies of their batch (copy-major, as inside
+    :func:`llmct.core.steering.steer_copies` with ``copies`` conditions; LLMCTError otherwise).
 
     The prefix common to all sequences is run once. Sequences of one ``group`` with at least
     ``min_group`` members form their own batches, which extend that cache by their common prefix
@@ -140,7 +150,7 @@ def last_token_logits(model, seqs: Sequence[Sequence[int]], groups: Sequence | N
     check_token_ids(seqs, vocab_size(model))
     device = model_device(model)
     batches = _plan_batches(groups, batch_size, min_group)
-    out = torch.empty((len(seqs), model.get_output_embeddings().weight.shape[0]))
+    out = torch.empty((copies, len(seqs), model.get_output_embeddings().weight.shape[0]))
     window = sliding_window(model)
     with torch.inference_mode():
         shared = _prefix_len(seqs)
@@ -149,7 +159,7 @@ def last_token_logits(model, seqs: Sequence[Sequence[int]], groups: Sequence | N
             batch = [seqs[i] for i in rows]
             common = max(_prefix_len(batch), shared) if len(batch) > 1 else shared
             if window and max(len(s) for s in batch) > window - 1:
-                out[rows] = _independent(model, batch, pad_id)
+                out[:, rows] = _by_copy(_independent(model, batch, pad_id), copies, len(rows))
                 continue
             cache = fresh_cache(root)  # forwards append to a cache in place
             if common > shared:
@@ -160,8 +170,8 @@ def last_token_logits(model, seqs: Sequence[Sequence[int]], groups: Sequence | N
             full = torch.cat([torch.ones((len(batch), common), dtype=torch.long), mask], dim=1)
             res = run_forward(model, ids.to(device), full.to(device), past_key_values=cache,
                               use_cache=cache is not None, logits_to_keep=1)
-            out[rows] = res.logits[:, -1].float().cpu()
-    return out
+            out[:, rows] = _by_copy(res.logits[:, -1].float().cpu(), copies, len(rows))
+    return out if copies > 1 else out[0]
 
 
 @dataclass
@@ -206,6 +216,17 @@ def combine_orders(p_a_ij, p_a_ji) -> np.ndarray:
 def ask_preferences(model, tokenizer, items: Sequence[str], pairs, *, template: str = PROMPT,
                     batch_size: int = 32, progress: bool = False) -> Choices:
     """Ask the model about every pair in both orders; read P(A) from the label logits."""
+    return ask_preferences_copies(model, tokenizer, items, pairs, template=template,
+                                  batch_size=batch_size, progress=progress)[0]
+
+
+def ask_preferences_copies(model, tokenizer, items: Sequence[str], pairs, *, copies: int = 1,
+                           template: str = PROMPT, batch_size: int = 32,
+                           progress: bool = False) -> list[Choices]:
+    """:func:`ask_preferences` for forwards that return ``copies`` copies of their batch (inside
+    :func:`llmct.core.steering.steer_copies` with ``copies`` conditions): one :class:`Choices`
+    per copy, in the order of the conditions, each equal to asking under that condition alone
+    (to float rounding). Raises LLMCTError when the forwards return another number of rows."""
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     label_ids = label_token_ids(tokenizer)
     seqs, groups = [], []
@@ -217,13 +238,18 @@ def ask_preferences(model, tokenizer, items: Sequence[str], pairs, *, template: 
     order = np.argsort(groups, kind="stable")  # one option A per batch: longest shared prefixes
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     logits = last_token_logits(model, [seqs[k] for k in order], [groups[k] for k in order],
-                               batch_size=batch_size, pad_id=pad_id, progress=progress)
-    probs = torch.softmax(logits, dim=-1)
-    label_p = torch.stack([probs[:, ids].sum(-1) for ids in label_ids], dim=1).numpy()
-    label_p = label_p[np.argsort(order)].reshape(2, len(pairs), 2)  # [order, pair, label]
-    mass = label_p.sum(-1)
-    p_a = label_p[..., 0] / np.maximum(mass, 1e-30)
-    return Choices(pairs=pairs, p_a=p_a.T.astype(np.float64), mass=mass.T.astype(np.float64))
+                               batch_size=batch_size, pad_id=pad_id, progress=progress,
+                               copies=copies)
+    out = []
+    for copy in (logits.unsqueeze(0) if copies == 1 else logits):
+        probs = torch.softmax(copy, dim=-1)
+        label_p = torch.stack([probs[:, ids].sum(-1) for ids in label_ids], dim=1).numpy()
+        label_p = label_p[np.argsort(order)].reshape(2, len(pairs), 2)  # [order, pair, label]
+        mass = label_p.sum(-1)
+        p_a = label_p[..., 0] / np.maximum(mass, 1e-30)
+        out.append(Choices(pairs=pairs, p_a=p_a.T.astype(np.float64),
+                           mass=mass.T.astype(np.float64)))
+    return out
 
 
 def sample_pairs(n_items: int, per_item: int | None = None, seed: int = 0) -> np.ndarray:
@@ -551,6 +577,7 @@ __all__ = [
     "activity_bootstrap_ratings",
     "activity_draws",
     "ask_preferences",
+    "ask_preferences_copies",
     "bootstrap_ratings",
     "bt_ratings",
     "ci_unit_label",
