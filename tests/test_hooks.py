@@ -14,6 +14,7 @@ from llmct.core.hooks import (
     block_input,
     count_hooks,
     first_tensor,
+    has_llmct_hooks,
     replace_block_input,
     replace_first,
 )
@@ -134,3 +135,15 @@ def test_output_and_input_helpers():
     assert replace_block_input((t, 3), {"k": 1}, u) == ((u, 3), {"k": 1})
     assert replace_block_input((), {"hidden_states": t, "k": 1}, u) == (
         (), {"hidden_states": u, "k": 1})
+
+
+def test_has_llmct_hooks_counts_only_hooks_of_the_registry():
+    outer = nn.Sequential(Block(), Block())
+    handle = outer[1].register_forward_hook(lambda m, a, o: None)  # someone else's hook
+    assert not has_llmct_hooks(outer)
+    with Hooks() as hooks:
+        hooks.forward(outer[1], lambda m, a, o: None)
+        assert has_llmct_hooks(outer) and has_llmct_hooks(outer[1])
+        assert not has_llmct_hooks(outer[0])
+    assert not has_llmct_hooks(outer)
+    handle.remove()

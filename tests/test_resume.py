@@ -131,3 +131,20 @@ def test_prefix_cache_resumed_runs_equal_whole_runs(kind):
     with pytest.raises(CaptureError, match="below start_layer"):
         cache.run(hidden_layers=[0], start_layer=1)
     assert count_hooks(model) == 0
+
+
+@pytest.mark.parametrize("kind", ["llama", "gemma3", "gpt2"])
+def test_transformers_own_output_recorders_do_not_block_resuming(kind):
+    """Regression: after a forward with output_hidden_states=True, transformers 5 keeps its
+    output-recording hooks on every block; they are not llmct's and must not be refused."""
+    model = tiny_model(kind)
+    ids = _ids()
+    with torch.inference_mode():
+        model(ids, output_hidden_states=True)
+    resid = _clean_resid_pre(model, ids, 2)
+    with torch.inference_mode(), iv.ablate(model, "mlp_out", 2, "zero", positions="all"):
+        whole = model(ids).logits
+    with torch.inference_mode(), resume_at(model, 2, resid), iv.ablate(
+            model, "mlp_out", 2, "zero", positions="all"):
+        resumed = model(ids).logits
+    assert torch.equal(whole, resumed)

@@ -168,6 +168,13 @@ class Hooks:
         self.remove()
 
 
+def has_llmct_hooks(module: nn.Module) -> bool:
+    """Whether any module inside ``module`` (itself included) holds a hook registered through
+    :class:`Hooks` (hooks that others installed, e.g. transformers' own output recorders, are
+    not counted)."""
+    return any(m in _REGISTRY for m in module.modules())
+
+
 def count_hooks(model: nn.Module) -> int:
     """Number of forward hooks registered anywhere in ``model`` (used to prove cleanup)."""
     return sum(

@@ -24,27 +24,24 @@ from typing import TYPE_CHECKING
 import torch
 
 from llmct.core.arch import get_adapter
-from llmct.core.hooks import Hooks, block_input, replace_block_input
+from llmct.core.hooks import Hooks, block_input, has_llmct_hooks, replace_block_input
 from llmct.errors import CaptureError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 
-def _hooked(module: torch.nn.Module) -> bool:
-    """Whether any module inside ``module`` (itself included) has a forward or pre hook."""
-    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
-
-
 def _pass_through(block: torch.nn.Module, layer: int):
     """A replacement ``forward`` for a skipped block: returns its input residual unchanged.
-    Raises CaptureError when a hook sits on the block (a reader or an edit below the resume
-    layer would silently see or change nothing)."""
+    Raises CaptureError when an llmct hook sits on the block (a reader or an edit below the
+    resume layer would silently see or change nothing). Hooks installed by others are left to
+    run on the pass-through: transformers 5 keeps output recorders on every block once
+    ``output_hidden_states`` has been asked for, and they record nothing unless asked again."""
 
     def forward(*args, **kwargs) -> torch.Tensor:
-        if _hooked(block):
-            raise CaptureError(f"a hook is registered on block {layer}, below the layer the "
-                               "forward resumes at: it would not run")
+        if has_llmct_hooks(block):
+            raise CaptureError(f"an llmct hook is registered on block {layer}, below the layer "
+                               "the forward resumes at: it would not run")
         return block_input(args, kwargs)
 
     return forward
