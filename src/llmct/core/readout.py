@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -117,8 +117,9 @@ def readout_logits(model: PreTrainedModel, tokenizer: Tokenizer | None, inputs: 
                     got[la] = plan.reduce(h).cpu()
                 hooks.read(adapter.site(model, "hidden_out", la), read)
             for la in keep:
-                hooks.read(adapter.site(model, "hidden_in", la),
-                           lambda h, la=la: kept[la].append(h.clone()))
+                def store(h: torch.Tensor, la: int = la) -> None:
+                    kept[la].append(h.clone())
+                hooks.read(adapter.site(model, "hidden_in", la), store)
             final = run_forward(model, ids.to(device), mask.to(device), logits=False)
             last = final.last_hidden_state  # one-hot gather: exact, back in the model's dtype
             batch_logits = head_logits(model, plan.reduce(last).to(last.dtype))
@@ -199,7 +200,7 @@ class PrefixCache:
                           "crop": cache_is_croppable(cache) and not self.copy_cache}
 
     def _prefill(self, seqs: list[list[int]]
-                 ) -> tuple[torch.Tensor, torch.Tensor, object, bool]:
+                 ) -> tuple[torch.Tensor, torch.Tensor, Any, bool]:
         """``(last tokens [B, 1], mask [B, T] including the last column, KV cache of every
         token but the last, whether the shared prefix ran)``. Left-padded full forwards, or,
         where every prompt continues the shared prefix (and a sliding window, if any, spans the
@@ -237,8 +238,9 @@ class PrefixCache:
             got: dict[int, torch.Tensor] = {}
             with Hooks() as hooks, torch.inference_mode():
                 for la in range(len(self.blocks)):
-                    hooks.read(self.adapter.site(self.model, "hidden_in", la),
-                               lambda h, la=la: got.__setitem__(la, h.clone()))
+                    def store(h: torch.Tensor, la: int = la) -> None:
+                        got[la] = h.clone()
+                    hooks.read(self.adapter.site(self.model, "hidden_in", la), store)
                 self._last_token(st, fresh_cache(st["cache"]))
             self._resid[k] = [got[la] for la in range(len(self.blocks))]
         return cast(list, self._resid[k])[layer]
@@ -263,7 +265,8 @@ class PrefixCache:
         for k in range(len(self.batches)):
             got: dict[int, torch.Tensor] = {}
             out = self._run_batch(k, intervention, layers, got, start)
-            _fill(logits, hidden, self._state[k]["rows"], out.logits[:, -1].float().cpu(), got)
+            rows = cast(dict, self._state[k])["rows"]
+            _fill(logits, hidden, rows, out.logits[:, -1].float().cpu(), got)
         return _stacked(logits, hidden)
 
     def _run_batch(self, k: int, intervention: Intervention, layers: list[int],
