@@ -22,7 +22,7 @@ sees the steered ``hidden_out``, whether it was entered inside or outside the ``
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -132,25 +132,34 @@ def _steered_where(state: dict, hidden: torch.Tensor) -> torch.Tensor | None:
 
 
 @contextmanager
+def _add_to_hidden_out(model, layer: int, start: int,
+                       delta_for: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
+    """Add ``delta_for(hidden)`` (broadcast to ``hidden [B, n, d]``) to ``hidden_out`` of the
+    (resolved) ``layer`` at the tokens from ``start`` on, while inside."""
+    state: dict = {}
+
+    def add(hidden: torch.Tensor) -> torch.Tensor:
+        delta = delta_for(hidden)
+        where = _steered_where(state, hidden)
+        return hidden + delta if where is None else hidden + where * delta
+
+    with Hooks() as hooks:
+        hooks.pre(model.base_model, _mask_reader(model, start, state))
+        hooks.edit(get_adapter(model).site(model, "hidden_out", layer), add)
+        yield
+
+
+@contextmanager
 def steer(model, direction, layer: int, alpha: float, scale: float = 1.0, start: int = 0):
     """Add ``alpha * scale * unit(direction)`` to ``hidden_out`` of ``layer`` while inside.
 
     ``start``: first steered position (in real-token coordinates; 0 = every token). ``alpha=0`` is
     an exact identity. Yields the added vector (float32, norm ``|alpha| * scale``).
     """
-    adapter = get_adapter(model)
-    (layer,) = resolve_layers([layer], adapter.n_layers(model))
+    (layer,) = resolve_layers([layer], get_adapter(model).n_layers(model))
     added = _checked_vector(model, direction, start) * float(alpha) * float(scale)
-    state: dict = {}
-
-    def add(hidden: torch.Tensor) -> torch.Tensor:
-        delta = added.to(device=hidden.device, dtype=hidden.dtype)
-        where = _steered_where(state, hidden)
-        return hidden + delta if where is None else hidden + where * delta
-
-    with Hooks() as hooks:
-        hooks.pre(model.base_model, _mask_reader(model, start, state))
-        hooks.edit(adapter.site(model, "hidden_out", layer), add)
+    with _add_to_hidden_out(model, layer, start,
+                            lambda h: added.to(device=h.device, dtype=h.dtype)):
         yield added
 
 
@@ -163,22 +172,16 @@ def steer_rows(model, directions, layer: int, alphas: Sequence[float], scale: fl
     attend to each other, so each row equals its own :func:`steer` run to float rounding. Yields
     the ``[B, d]`` added vectors. Raises LLMCTError as :func:`steer_copies`, and when a forward
     has another number of rows than ``len(directions)``."""
-    adapter = get_adapter(model)
-    (layer,) = resolve_layers([layer], adapter.n_layers(model))
+    (layer,) = resolve_layers([layer], get_adapter(model).n_layers(model))
     added = _stacked(model, directions, alphas, scale, start)
-    state: dict = {}
 
-    def add(hidden: torch.Tensor) -> torch.Tensor:
+    def rows(hidden: torch.Tensor) -> torch.Tensor:
         if hidden.shape[0] != added.shape[0]:
             raise LLMCTError(f"steer_rows: a forward of {hidden.shape[0]} rows for "
                              f"{added.shape[0]} conditions")
-        delta = added.to(device=hidden.device, dtype=hidden.dtype)[:, None]
-        where = _steered_where(state, hidden)
-        return hidden + delta if where is None else hidden + where * delta
+        return added.to(device=hidden.device, dtype=hidden.dtype)[:, None]
 
-    with Hooks() as hooks:
-        hooks.pre(model.base_model, _mask_reader(model, start, state))
-        hooks.edit(adapter.site(model, "hidden_out", layer), add)
+    with _add_to_hidden_out(model, layer, start, rows):
         yield added
 
 
