@@ -14,6 +14,7 @@ from llmct.analysis.layer_peaks import (
     paired_difference_by_layer,
     peak_intervals,
     pooled_auroc_by_layer,
+    resampled_auroc_by_layer,
 )
 
 
@@ -129,3 +130,46 @@ def test_transfer_probabilities_reproduce_the_transfer_auroc():
     auroc = res[(res.train_set == "s1") & (res.test_set == "s2") & (res.control == "none")]
     np.testing.assert_allclose(pooled_auroc_by_layer(p["h"], y_te, np.array(["a", "b"])),
                                auroc.sort_values("layer").auroc.to_numpy())
+
+
+def _loop_auroc(proba, y, classes, rows):
+    """The per-resample loop that resampled_auroc_by_layer replaces."""
+    return np.stack([pooled_auroc_by_layer(proba[:, r], y[r], classes) for r in rows])
+
+
+@pytest.mark.parametrize("k", [2, 3, 8])
+def test_resampled_auroc_equals_one_resample_at_a_time_bit_for_bit(k):
+    rng = np.random.default_rng(4)
+    n = 12 if k == 8 else 40  # with 8 classes in 12 items, some resamples miss a class
+    proba = rng.random((5, n, k))
+    proba[:, :, 0] = np.round(proba[:, :, 0], 1)  # ties, averaged by the ranking
+    y = np.arange(n) % k
+    rows = rng.integers(0, n, size=(230, n))
+    got = resampled_auroc_by_layer(proba, y, np.arange(k), rows)
+    assert np.array_equal(got, _loop_auroc(proba, y, np.arange(k), rows), equal_nan=True)
+    with_nan = proba.copy()
+    with_nan[:, 3, 1] = np.nan  # items with a NaN probability are dropped, as by the loop
+    assert np.array_equal(resampled_auroc_by_layer(with_nan, y, np.arange(k), rows[:20]),
+                          _loop_auroc(with_nan, y, np.arange(k), rows[:20]), equal_nan=True)
+
+
+def test_paired_difference_and_peak_intervals_keep_the_per_resample_stream():
+    """Same seed, same resamples as the per-resample loop they replace: identical intervals."""
+    proba_a, y = _proba([0.2, 0.5, 1.0, 0.9], n=60, k=3, seed=1)
+    proba_b, _ = _proba([0.3, 0.4, 0.6, 1.0], n=60, k=3, seed=2)
+    classes = np.unique(y)
+    rng = np.random.default_rng(0)  # the loop as it was written before
+    boots = np.full((200, 4), np.nan)
+    argmax = []
+    for i in range(200):
+        idx = rng.integers(0, len(y), size=len(y))
+        curve = pooled_auroc_by_layer(proba_a[:, idx], y[idx], classes)
+        boots[i] = curve - pooled_auroc_by_layer(proba_b[:, idx], y[idx], classes)
+        argmax.append(int(np.nanargmax(curve)))
+    _, lo, hi = paired_difference_by_layer(proba_a, proba_b, y, classes, n_boot=200)
+    alpha = (1 - 0.95) / 2  # as the function computes it (not the literal 0.025)
+    want_lo, want_hi = np.nanquantile(boots, [alpha, 1 - alpha], axis=0)
+    assert np.array_equal(lo, want_lo) and np.array_equal(hi, want_hi)
+    got = peak_intervals(proba_a, y, classes, [0, 10, 20, 29], n_boot=200)
+    observed = int(np.nanargmax(pooled_auroc_by_layer(proba_a, y, classes)))
+    assert got["argmax_stability"] == np.mean(np.asarray(argmax) == observed)

@@ -51,6 +51,57 @@ def pooled_auroc_by_layer(proba: np.ndarray, y, classes) -> np.ndarray:
     return np.mean(per_class, axis=0)
 
 
+def resampled_auroc_by_layer(proba: np.ndarray, y, classes, rows: np.ndarray) -> np.ndarray:
+    """``[B, n_layers]``: :func:`pooled_auroc_by_layer` of every resample ``rows[b]`` (item
+    indices, ``rows [B, m]``), the same numbers bit for bit, without ranking each resample: the
+    items are sorted once per layer and class, and a resample's average ranks follow from how
+    often it drew each item (cumulative counts over the sorted values, ties grouped). Ranks are
+    half-integers, so the rank sums are exact in any order. Resamples that miss a class, and
+    probabilities with NaNs, take the one-resample path."""
+    proba, y, rows = np.asarray(proba, dtype=float), np.asarray(y), np.asarray(rows)
+    if np.isnan(proba).any():
+        return np.stack([pooled_auroc_by_layer(proba[:, r], y[r], classes) for r in rows])
+    n_boot, m = rows.shape
+    counts = np.zeros((n_boot, proba.shape[1]))
+    np.add.at(counts, (np.repeat(np.arange(n_boot), m), rows.ravel()), 1.0)
+    cols = [1] if len(classes) == 2 else range(len(classes))
+    per_class, present = [], []
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for j in cols:
+            pos = y == classes[j]
+            n_pos = counts[:, pos].sum(axis=1)
+            sums = np.stack([_rank_sums(proba[layer, :, j], counts, pos)
+                             for layer in range(proba.shape[0])], axis=1)  # [B, L]
+            per_class.append((sums.T - n_pos * (n_pos + 1) / 2) / (n_pos * (m - n_pos)))
+            present.append((n_pos > 0) & (n_pos < m))
+    out = np.full((n_boot, proba.shape[0]), np.nan)
+    full = np.all(present, axis=0)
+    out[full] = np.mean(np.asarray(per_class)[:, :, full], axis=0).T
+    for b in np.flatnonzero(~full):
+        out[b] = pooled_auroc_by_layer(proba[:, rows[b]], y[rows[b]], classes)
+    return out
+
+
+def _rank_sums(values: np.ndarray, counts: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """``[B]``: per resample (``counts [B, n]``: how often it drew each item), the sum over its
+    positive draws of their average ranks among all its draws by ``values [n]``."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    group = np.cumsum(np.r_[True, ordered[1:] != ordered[:-1]]) - 1
+    c = counts[:, order]
+    in_group = np.add.reduceat(c, starts, axis=1)  # [B, groups]
+    rank = (np.cumsum(in_group, axis=1) - (in_group - 1) / 2)[:, group]  # average rank of each
+    return (c * rank * pos[order]).sum(axis=1)
+
+
+def _bootstrap_rows(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """``[n_boot, n]`` item resamples, drawn one resample at a time from ``default_rng(seed)``
+    (the stream the earlier per-resample loops used)."""
+    rng = np.random.default_rng(seed)
+    return np.array([rng.integers(0, n, size=n) for _ in range(n_boot)]).reshape(n_boot, n)
+
+
 def _layer_interval(layers: Sequence[int], ci: float) -> tuple[float, float]:
     """Percentile interval of resampled layer numbers that is itself a pair of layers (the lower
     bound rounded down, the upper up: no interpolation between layers)."""
@@ -78,11 +129,8 @@ def peak_intervals(proba: np.ndarray, y, classes, layers: Sequence[int] | np.nda
     layers = np.asarray(layers)
     y = np.asarray(y)
     observed, _ = _peaks(pooled_auroc_by_layer(proba, y, classes), tol)
-    rng = np.random.default_rng(seed)
     argmaxes, firsts = [], []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(y), size=len(y))
-        curve = pooled_auroc_by_layer(proba[:, idx], y[idx], classes)
+    for curve in resampled_auroc_by_layer(proba, y, classes, _bootstrap_rows(len(y), n_boot, seed)):
         if not np.isfinite(curve).any():
             continue
         best, first = _peaks(curve, tol)
@@ -124,16 +172,13 @@ def paired_difference_by_layer(proba_a: np.ndarray, proba_b: np.ndarray, y, clas
         raise ValueError(f"paired probabilities differ in shape: {a.shape} vs {b.shape}")
     y = np.asarray(y)
     observed = pooled_auroc_by_layer(a, y, classes) - pooled_auroc_by_layer(b, y, classes)
-    rng = np.random.default_rng(seed)
-    boots = np.full((n_boot, a.shape[0]), np.nan)
-    for i in range(n_boot):
-        idx = rng.integers(0, len(y), size=len(y))
-        boots[i] = (pooled_auroc_by_layer(a[:, idx], y[idx], classes)
-                    - pooled_auroc_by_layer(b[:, idx], y[idx], classes))
+    rows = _bootstrap_rows(len(y), n_boot, seed)
+    boots = (resampled_auroc_by_layer(a, y, classes, rows)
+             - resampled_auroc_by_layer(b, y, classes, rows))
     alpha = (1 - ci) / 2
     lo, hi = np.nanquantile(boots, [alpha, 1 - alpha], axis=0)
     return observed, lo, hi
 
 
 __all__ = ["PEAK_TOL", "max_layer_permutation", "paired_difference_by_layer", "peak_intervals",
-           "pooled_auroc_by_layer"]
+           "pooled_auroc_by_layer", "resampled_auroc_by_layer"]
