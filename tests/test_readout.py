@@ -165,6 +165,8 @@ def test_resuming_without_the_kept_layer_or_reading_below_it_is_refused():
         readout_logits(model, None, seqs, start_layer=1, clean=clean, hidden_layers=[0])
     with pytest.raises(CaptureError, match="not the same batch"):
         readout_logits(model, None, seqs, batch_size=2, start_layer=1, clean=clean)
+    with pytest.raises(CaptureError, match="kept 1 batches; this call has more"):
+        readout_logits(model, None, seqs * 2, batch_size=3, start_layer=1, clean=clean)
 
 
 @pytest.mark.parametrize("kind", KINDS)

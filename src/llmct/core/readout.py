@@ -68,7 +68,11 @@ def _resume(model: PreTrainedModel, start_layer: int, clean: Readout | None, bat
     if clean is None or start_layer not in clean.resid_pre:
         raise CaptureError(f"start_layer {start_layer} needs a clean Readout kept with "
                            f"keep_resid_pre including {start_layer}")
-    return resume_at(model, start_layer, clean.resid_pre[start_layer][batch])
+    kept = clean.resid_pre[start_layer]
+    if batch >= len(kept):
+        raise CaptureError(f"the clean Readout kept {len(kept)} batches; this call has more: "
+                           "not the same inputs and batching")
+    return resume_at(model, start_layer, kept[batch])
 
 
 def readout_logits(model: PreTrainedModel, tokenizer: Tokenizer | None, inputs: Sequence,
