@@ -173,3 +173,21 @@ def test_paired_difference_and_peak_intervals_keep_the_per_resample_stream():
     got = peak_intervals(proba_a, y, classes, [0, 10, 20, 29], n_boot=200)
     observed = int(np.nanargmax(pooled_auroc_by_layer(proba_a, y, classes)))
     assert got["argmax_stability"] == np.mean(np.asarray(argmax) == observed)
+
+
+def test_max_layer_permutation_keeps_the_per_permutation_loop_bit_for_bit():
+    proba, y = _proba([0.2, 0.5, 1.0, 0.9], n=60, k=3, seed=5)
+    proba[:, :, 1] = np.round(proba[:, :, 1], 2)  # ties
+    classes = np.unique(y)
+    rng = np.random.default_rng(3)  # the loop as it was written before
+    null = np.array([np.nanmax(pooled_auroc_by_layer(proba, rng.permutation(y), classes))
+                     for _ in range(300)])
+    observed = float(np.nanmax(pooled_auroc_by_layer(proba, y, classes)))
+    want = (observed, float((np.sum(null >= observed) + 1) / 301), float(np.quantile(null, 0.95)))
+    assert max_layer_permutation(proba, y, classes, n_perm=300, seed=3) == want
+    binary = (y == 0).astype(int)
+    rng = np.random.default_rng(1)
+    null = np.array([np.nanmax(pooled_auroc_by_layer(proba[:, :, :2], rng.permutation(binary),
+                                                     [0, 1])) for _ in range(100)])
+    got = max_layer_permutation(proba[:, :, :2], binary, [0, 1], n_perm=100, seed=1)
+    assert got[2] == float(np.quantile(null, 0.95))

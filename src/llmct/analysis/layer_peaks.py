@@ -144,6 +144,30 @@ def peak_intervals(proba: np.ndarray, y, classes, layers: Sequence[int] | np.nda
             "n_boot": len(argmaxes), "ci_unit": "items"}
 
 
+def _permuted_auroc_by_layer(proba: np.ndarray, labels: list[np.ndarray], classes) -> np.ndarray:
+    """``[P, n_layers]``: :func:`pooled_auroc_by_layer` of ``proba`` under each relabelling in
+    ``labels``, bit for bit. A relabelling leaves the ranks of the probabilities unchanged, so
+    each class is ranked once and its rank sums for every relabelling come from one product
+    with the 0/1 membership matrix (sums of half-integers: exact)."""
+    if np.isnan(proba).any() or not len(labels):
+        return np.array([pooled_auroc_by_layer(proba, y, classes) for y in labels]).reshape(
+            len(labels), proba.shape[0])
+    y = np.asarray(labels)  # [P, n]
+    cols = [1] if len(classes) == 2 else range(len(classes))
+    per_class = []
+    for j in cols:
+        pos = (y == classes[j]).astype(float)
+        n_pos = int(pos[0].sum())  # a relabelling keeps the class counts
+        n_neg = y.shape[1] - n_pos
+        if n_pos == 0 or n_neg == 0:
+            continue
+        ranks = rankdata(proba[:, :, j], axis=1)  # [L, n]
+        per_class.append((ranks @ pos.T - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    if not per_class:
+        return np.full((len(y), proba.shape[0]), np.nan)
+    return np.mean(per_class, axis=0).T
+
+
 def max_layer_permutation(proba: np.ndarray, y, classes, *, n_perm: int = 1000,
                           seed: int = 0) -> tuple[float, float, float]:
     """``(observed max over layers, p, null 95th percentile)``: the maximum over layers of the
@@ -152,8 +176,9 @@ def max_layer_permutation(proba: np.ndarray, y, classes, *, n_perm: int = 1000,
     y = np.asarray(y)
     observed = float(np.nanmax(pooled_auroc_by_layer(proba, y, classes)))
     rng = np.random.default_rng(seed)
-    null = np.array([np.nanmax(pooled_auroc_by_layer(proba, rng.permutation(y), classes))
-                     for _ in range(n_perm)])
+    permuted = [rng.permutation(y) for _ in range(n_perm)]
+    null = np.nanmax(_permuted_auroc_by_layer(np.asarray(proba, dtype=float), permuted, classes),
+                     axis=1)
     p = float((np.sum(null >= observed) + 1) / (n_perm + 1))
     return observed, p, float(np.quantile(null, 0.95))
 
