@@ -21,7 +21,7 @@ def head_logits(model: PreTrainedModel, final: torch.Tensor) -> torch.Tensor:
     """The model's own logits from its *final-normed* last hidden state ``final [..., D]`` (the
     base model's ``last_hidden_state``): the unembedding, then the final logit soft-cap where the
     model has one (Gemma 2/3), in the model's dtype; ``[..., V]`` returned as float32 on the
-    model's device, equal to the logits of a full forward at those positions.""" 
+    model's device, equal to the logits of a full forward at those positions."""
     adapter = get_adapter(model)
     logits = adapter.unembed(model)(final)
     cap = getattr(model.config, adapter.logit_softcap_attr or "", None)
