@@ -8,11 +8,13 @@ from llmct.core.chat import FALLBACK_TEMPLATE, end_plain_turn, render_chat
 from llmct.core.runner import model_device
 
 
-def _eos_ids(model, tokenizer) -> set[int]:
-    """The token ids that end a generation (the generation config's, else the tokenizer's)."""
-    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+def eos_ids(model, tokenizer=None, eos: int | list[int] | None = None) -> set[int]:
+    """The token ids that end a generation: ``eos`` when given, else the model's generation
+    config's, else the tokenizer's (empty when none is known)."""
     if eos is None:
-        eos = tokenizer.eos_token_id
+        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if eos is None and tokenizer is not None:
+        eos = getattr(tokenizer, "eos_token_id", None)
     return {int(e) for e in (eos if isinstance(eos, list | tuple) else [eos]) if e is not None}
 
 
@@ -48,7 +50,7 @@ def generate_replies(model, tokenizer, messages: list[dict], *, copies: int = 1,
         kwargs.update(temperature=None, top_p=None, top_k=None)
     with torch.inference_mode():
         out = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
-    eos, replies = _eos_ids(model, tokenizer), []
+    eos, replies = eos_ids(model, tokenizer), []
     for row in out[:, ids.shape[1]:].tolist():
         cut = next((k + 1 for k, t in enumerate(row) if t in eos), len(row))
         text = tokenizer.decode(row[:cut], skip_special_tokens=True).strip()

@@ -222,8 +222,8 @@ def steer_copies(model, directions, layer: int, alphas: Sequence[float], scale: 
     ``c`` of input row ``i``), copy ``c`` gets its own added vector, and the later blocks, the
     final norm and the LM head run on all copies (their batch-sized arguments -- attention mask,
     position ids and embeddings -- are repeated alike). The logits and the last hidden state have
-    ``C * n`` rows (per-layer hidden states: ``n`` rows up to ``layer``, ``C * n`` after). A KV cache built inside has ``n`` rows at blocks ``<= layer`` and ``C * n`` after
-    it; continue it only inside a ``steer_copies`` with the same conditions (its
+    ``C * n`` rows (per-layer hidden states: ``n`` rows up to ``layer``, ``C * n`` after). A KV
+    cache built inside has ``n`` rows at blocks ``<= layer`` and ``C * n`` after it; continue it only inside a ``steer_copies`` with the same conditions (its
     ``batch_repeat_interleave(k)`` keeps the copy-major order of the repeated batch). Equal to
     ``C`` separate :func:`steer` forwards to float rounding (``alpha=0`` copies are the unsteered
     model). Not for ``generate`` (its token bookkeeping has ``n`` rows). Yields the ``[C, d]``

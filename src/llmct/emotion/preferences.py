@@ -100,6 +100,10 @@ def _independent(model, batch: list[list[int]], pad_id: int) -> torch.Tensor:
     return res.logits[:, -1].float().cpu()
 
 
+#: rows of one group (e.g. one option A) that get batches of their own in :func:`last_token_logits`
+MIN_GROUP = 4
+
+
 def _by_copy(logits: torch.Tensor, copies: int, n: int) -> torch.Tensor:
     """``[copies, n, vocab]`` view of a forward's ``[copies * n, vocab]`` rows (copy-major)."""
     if logits.shape[0] != copies * n:
@@ -126,7 +130,7 @@ def _plan_batches(groups: list, batch_size: int, min_group: int) -> list[list[in
 
 
 def last_token_logits(model, seqs: Sequence[Sequence[int]], groups: Sequence | None = None, *,
-                      batch_size: int = 32, min_group: int = 4, pad_id: int = 0,
+                      batch_size: int = 32, min_group: int = MIN_GROUP, pad_id: int = 0,
                       progress: bool = False, copies: int = 1) -> torch.Tensor:
     """``[N, vocab]`` float32 next-token logits after each sequence, computed in batches that
     share prefixes; ``[copies, N, vocab]`` when ``copies > 1``, for forwards that return
@@ -141,6 +145,15 @@ def last_token_logits(model, seqs: Sequence[Sequence[int]], groups: Sequence | N
     whole left-padded sequences instead: a padding hole after a shared prefix would shift the
     window. Raises LLMCTError for empty input, CaptureError for ids outside the vocabulary.
     """
+    out = _copies_logits(model, seqs, groups, batch_size=batch_size, min_group=min_group,
+                         pad_id=pad_id, progress=progress, copies=copies)
+    return out if copies > 1 else out[0]
+
+
+def _copies_logits(model, seqs: Sequence[Sequence[int]], groups: Sequence | None, *,
+                   batch_size: int, min_group: int, pad_id: int, progress: bool,
+                   copies: int) -> torch.Tensor:
+    """:func:`last_token_logits`, always ``[copies, N, vocab]``."""
     seqs = [list(s) for s in seqs]
     if not seqs or min(len(s) for s in seqs) < 1:
         raise LLMCTError("need at least one non-empty sequence")
@@ -171,7 +184,7 @@ def last_token_logits(model, seqs: Sequence[Sequence[int]], groups: Sequence | N
             res = run_forward(model, ids.to(device), full.to(device), past_key_values=cache,
                               use_cache=cache is not None, logits_to_keep=1)
             out[:, rows] = _by_copy(res.logits[:, -1].float().cpu(), copies, len(rows))
-    return out if copies > 1 else out[0]
+    return out
 
 
 @dataclass
@@ -237,11 +250,12 @@ def ask_preferences_copies(model, tokenizer, items: Sequence[str], pairs, *, cop
             groups.append(int(a))
     order = np.argsort(groups, kind="stable")  # one option A per batch: longest shared prefixes
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    logits = last_token_logits(model, [seqs[k] for k in order], [groups[k] for k in order],
-                               batch_size=batch_size, pad_id=pad_id, progress=progress,
-                               copies=copies)
+    logits = _copies_logits(model, [seqs[k] for k in order], [groups[k] for k in order],
+                            batch_size=batch_size, min_group=MIN_GROUP, pad_id=pad_id,
+                            progress=progress,
+                            copies=copies)
     out = []
-    for copy in (logits.unsqueeze(0) if copies == 1 else logits):
+    for copy in logits:
         probs = torch.softmax(copy, dim=-1)
         label_p = torch.stack([probs[:, ids].sum(-1) for ids in label_ids], dim=1).numpy()
         label_p = label_p[np.argsort(order)].reshape(2, len(pairs), 2)  # [order, pair, label]

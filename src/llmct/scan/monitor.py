@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from llmct.core.arch import get_adapter
+from llmct.core.generation import eos_ids
 from llmct.core.hooks import Hooks
 from llmct.core.runner import check_id_tensor, model_device, vocab_size
 from llmct.scan.library import ReferenceLibrary
@@ -68,12 +69,7 @@ class EmotionMonitor:
         return self.library.labels
 
     def _eos_ids(self) -> set[int]:
-        eos = self._eos_arg
-        if eos is None:
-            eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
-        if eos is None:
-            return set()
-        return {int(e) for e in (eos if isinstance(eos, list | tuple) else [eos])}
+        return eos_ids(self.model, eos=self._eos_arg)
 
     def _on_forward(self, _module, args, kwargs) -> None:
         """Before each forward: check the ids, start a new generation at a prefill, and mark
