@@ -52,7 +52,7 @@ from llmct.core.steering import (
     steer_copies,
     steer_rows,
 )
-from llmct.emotion.extract import load_model_from_args
+from llmct.emotion.extract import load_model_from_args, positive_int
 from llmct.emotion.null_directions import shuffled_label_vectors, span_directions
 from llmct.emotion.preferences import (
     METHODS,
@@ -150,7 +150,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sample-tokens", type=int, default=40)
     p.add_argument("--sample-prompt", default=SAMPLE_PROMPT)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--copies", type=int, default=16, metavar="C",
+    p.add_argument("--copies", type=positive_int, default=16, metavar="C",
                    help="steering conditions per forward: the blocks up to the steered layer run "
                    "once for all C (they do not depend on the steering), the later ones on C "
                    "copies of the batch (llmct.core.steering.steer_copies)")
@@ -315,7 +315,7 @@ def readouts(args: argparse.Namespace, su: Setup, conds: list[tuple[float, np.nd
     up to the steered layer run once for all of them), or one :func:`steer` at a time with
     ``--no-batch-conditions``; the same numbers to float rounding."""
     nan = float("nan")
-    size = max(1, args.copies) if args.batch_conditions else 1
+    size = args.copies if args.batch_conditions else 1
     out = []
     for k in range(0, len(conds), size):
         chunk, t = conds[k:k + size], time.time()
