@@ -1,0 +1,153 @@
+"""Where ``make reproduce``'s time goes: seconds inside the model's forwards vs everything else.
+
+Runs the same commands as ``scripts/reproduce.py`` (same plan, same arguments, one fresh process
+per experiment), but each process starts through this script's ``--child`` bootstrap, which wraps
+:func:`llmct.core.models.load_model` so that every model it returns carries two timers: a
+forward pre-/post-hook on ``model.base_model`` (embedding, every block, final norm: the residual
+stream's arithmetic) and on the output embedding (the LM head, called by full forwards, by
+generation and by :func:`llmct.core.lens.head_logits`). The hooks are plain torch hooks, outside
+llmct's hook registry, so they change no intervention, and cost microseconds per forward.
+
+Per experiment it records the wall time (as ``reproduce`` measures it), the seconds inside the
+forwards, the seconds from the process start until its first model was ready (imports and
+load), the number of forwards and the tokens they processed (padding included). The sum of the
+forward seconds is the **floor** of a reproduction that keeps every experiment's arithmetic (same
+items, layers, conditions, precision) on this machine: no change outside the forwards can bring
+the run below it.
+
+    uv run --no-sync python benchmarks/bench_reproduce_floor.py [--stimuli v1] [--only 05 06]
+
+Run it from empty outputs (a fresh worktree) to time a whole reproduction; experiments that
+already have results are skipped, as by ``reproduce``. Results:
+``benchmarks/results/bench_reproduce_floor.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STATS_ENV = "LLMCT_FLOOR_STATS"
+
+
+class ForwardTimer:
+    """Accumulates wall seconds and tokens of every forward of the modules it is attached to."""
+
+    def __init__(self) -> None:
+        self.stats = {"forward_s": 0.0, "head_s": 0.0, "n_forwards": 0, "tokens": 0,
+                      "ready_s": None, "loads": 0}
+        self._start: dict[int, float] = {}
+
+    def attach(self, module, key: str, count: bool) -> None:
+        def pre(mod, args, kwargs):
+            if count:
+                ids = kwargs.get("input_ids", args[0] if args else None)
+                if ids is None:
+                    ids = kwargs.get("inputs_embeds")
+                self.stats["n_forwards"] += 1
+                self.stats["tokens"] += int(ids.shape[0] * ids.shape[1]) if ids is not None else 0
+            self._start[id(mod)] = time.perf_counter()
+
+        def post(mod, args, kwargs, output):
+            t0 = self._start.pop(id(mod), None)
+            if t0 is not None:
+                self.stats[key] += time.perf_counter() - t0
+
+        module.register_forward_pre_hook(pre, with_kwargs=True)
+        module.register_forward_hook(post, with_kwargs=True, always_call=True)
+
+
+def child(argv: list[str]) -> None:
+    """Run the experiment ``argv[0]`` (a run.py) with ``argv[1:]`` as its arguments, timing the
+    forwards of every model it loads; the stats go to the file named by ``$LLMCT_FLOOR_STATS``."""
+    import runpy
+
+    t_start = time.perf_counter()
+    timer = ForwardTimer()
+    import llmct.core.models as models
+
+    original = models.load_model
+
+    def load_model(*args, **kwargs):
+        model, tokenizer = original(*args, **kwargs)
+        timer.attach(model.base_model, "forward_s", count=True)
+        head = model.get_output_embeddings()
+        if head is not None:
+            timer.attach(head, "head_s", count=False)
+        timer.stats["loads"] += 1
+        if timer.stats["ready_s"] is None:
+            timer.stats["ready_s"] = time.perf_counter() - t_start
+        return model, tokenizer
+
+    models.load_model = load_model
+    atexit.register(lambda: Path(os.environ[STATS_ENV]).write_text(json.dumps(timer.stats)))
+    sys.argv = list(argv)
+    runpy.run_path(argv[0], run_name="__main__")
+
+
+def measure(label: str, cmd: list[str], log: Path) -> dict:
+    """Run one planned command through the bootstrap; its wall time and forward stats."""
+    stats_file = log.with_suffix(".json")
+    stats_file.unlink(missing_ok=True)
+    cmd = [cmd[0], str(Path(__file__).resolve()), "--child", *cmd[1:]]
+    t0 = time.perf_counter()
+    with open(log, "w") as fh:
+        rc = subprocess.run(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
+                            env={**os.environ, STATS_ENV: str(stats_file)}).returncode
+    wall = time.perf_counter() - t0
+    if rc:
+        raise SystemExit(f"{label} failed (exit {rc}); log {log}")
+    stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
+    forward = stats.get("forward_s", 0.0) + stats.get("head_s", 0.0)
+    return {"experiment": label, "wall_s": round(wall, 1), "forward_s": round(forward, 1),
+            "head_s": round(stats.get("head_s", 0.0), 1),
+            "ready_s": round(stats["ready_s"], 1) if stats.get("ready_s") else None,
+            "other_s": round(wall - forward, 1), "n_forwards": stats.get("n_forwards", 0),
+            "tokens": stats.get("tokens", 0), "model_loads": stats.get("loads", 0)}
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        return child(sys.argv[2:])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--stimuli", choices=("v1", "v2", "all"), default="v1")
+    ap.add_argument("--only", nargs="*", default=None, metavar="NN")
+    ap.add_argument("--name", default="bench_reproduce_floor", help="result file name")
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT / "src"))
+    sys.path.insert(0, str(ROOT / "scripts"))
+    sys.path.insert(0, str(ROOT))
+    from benchmarks._common import write_result
+    from reproduce import experiments, has_results, jobs
+
+    from llmct.core.models import model_slug
+
+    logs = ROOT / "outputs" / "tmp" / "floor"
+    logs.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for label, out, cmd in jobs(experiments(args.only), model_slug(args.model), args.model,
+                                False, args.stimuli):
+        if not label.startswith("12_") and has_results(out):
+            print(f"{label}: has results, skipped", flush=True)
+            continue
+        rows.append(measure(label, cmd, logs / f"{label}.log"))
+        print(json.dumps(rows[-1]), flush=True)
+    total = {k: round(sum(r[k] for r in rows), 1) for k in ("wall_s", "forward_s", "other_s")}
+    total["ready_s"] = round(sum(r["ready_s"] or 0.0 for r in rows), 1)
+    print(f"total: {total}")
+    path = write_result(args.name, {"model": args.model, "stimuli": args.stimuli,
+                                    "cores": os.cpu_count(), "experiments": rows,
+                                    "total": total})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
