@@ -141,3 +141,29 @@ def test_kmeans_and_agreement(rng):
     assert ari == pytest.approx(1.0) and p < 0.01
     Z, order = g.hierarchical(X)
     assert Z.shape == (19, 4) and sorted(order) == list(range(20))
+
+
+def test_permuted_adjusted_rand_equals_sklearn_to_the_last_bit(rng):
+    from sklearn.metrics import adjusted_rand_score
+
+    cases = [(rng.integers(0, 4, 40), rng.integers(0, 3, 40)),  # ordinary labelings
+             (np.array(list("aabbccdd")), np.array(list("xxyyzzww"))),  # string labels
+             (np.zeros(10, int), np.zeros(10, int)),  # one cluster each: sklearn's special case
+             (np.arange(12), np.arange(12) % 3)]  # singletons against three clusters
+    for a, b in cases:
+        perms = np.vstack([np.arange(len(b)), g.random_permutations(len(b), 200, seed=3)])
+        fast = g.permuted_adjusted_rand(a, b, perms)
+        slow = np.array([adjusted_rand_score(a, b[p]) for p in perms])
+        np.testing.assert_array_equal(fast, slow)
+    assert fast[0] == adjusted_rand_score(a, b)
+
+
+def test_silhouette_permutations_equal_sklearn(rng):
+    from sklearn.metrics import silhouette_score
+
+    X, labels = rng.normal(size=(30, 5)), np.repeat(np.arange(3), 10)
+    perms = g.random_permutations(30, 5, seed=1)
+    D = g.squareform(g.pdist(X))
+    ours = g._silhouettes(D, labels[perms], 3)
+    theirs = [silhouette_score(X, labels[p]) for p in perms]
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)

@@ -109,7 +109,7 @@ def _silhouettes(D: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
     P, n = codes.shape
     onehot = np.zeros((P, n, k))
     onehot[np.arange(P)[:, None], np.arange(n)[None, :], codes] = 1.0
-    sums = np.einsum("ij,pjk->pik", D, onehot)  # [P, n, k]: distance sum to each cluster
+    sums = np.matmul(D, onehot)  # [P, n, k]: distance sum to each cluster (BLAS, not einsum)
     counts = onehot.sum(axis=1)  # [P, k]
     own_count = np.take_along_axis(counts, codes, axis=1)  # [P, n]
     own_sum = np.take_along_axis(sums, codes[..., None], axis=2)[..., 0]
@@ -396,14 +396,43 @@ def kmeans(X, k: int = 4, *, seed: int = 0, n_init: int = 20) -> np.ndarray:
 
 
 def cluster_agreement(a, b, *, n_perm: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """``(adjusted Rand index, permutation p)`` between two labelings of the same items."""
+    """``(adjusted Rand index, permutation p)`` between two labelings of the same items; the
+    null is :func:`permuted_adjusted_rand` of ``b`` shuffled ``n_perm`` times."""
     from sklearn.metrics import adjusted_rand_score
 
     a, b = np.asarray(a), np.asarray(b)
     observed = float(adjusted_rand_score(a, b))
-    perms = random_permutations(len(b), n_perm, seed)
-    null = np.array([adjusted_rand_score(a, b[p]) for p in perms])
+    null = permuted_adjusted_rand(a, b, random_permutations(len(b), n_perm, seed))
     return observed, permutation_pvalue(observed, null)
+
+
+def permuted_adjusted_rand(a, b, perms: np.ndarray) -> np.ndarray:
+    """``[P]`` adjusted Rand index of labels ``a [n]`` against ``b[perms[p]]`` for each row of
+    ``perms [P, n]``, equal to the last bit to sklearn's ``adjusted_rand_score`` (Hubert &
+    Arabie 1985) computed one permutation at a time, at a fraction of its validation cost.
+
+    A permutation of ``b`` keeps both labelings' cluster sizes, so of sklearn's pair-confusion
+    counts only the sum of squared contingency cells changes; it is counted for all
+    permutations at once with one ``bincount``, in the same int64 arithmetic as sklearn.
+    """
+    _, ca = np.unique(np.asarray(a), return_inverse=True)
+    _, cb = np.unique(np.asarray(b), return_inverse=True)
+    perms = np.asarray(perms)
+    P, n = perms.shape
+    ka, kb = int(ca.max()) + 1, int(cb.max()) + 1
+    cells = (np.arange(P)[:, None] * (ka * kb) + ca[None, :] * kb + cb[perms]).ravel()
+    table = np.bincount(cells, minlength=P * ka * kb).reshape(P, ka * kb).astype(np.int64)
+    squares = (table ** 2).sum(axis=1)
+    n = np.int64(n)
+    tp = squares - n
+    fp = np.int64((np.bincount(cb).astype(np.int64) ** 2).sum()) - squares
+    fn = np.int64((np.bincount(ca).astype(np.int64) ** 2).sum()) - squares
+    tn = n ** 2 - fp - fn - squares
+    num = (tp * tn - fn * fp).astype(np.float64)
+    den = ((tp + fn) * (fn + tn) + (tp + fp) * (fp + tn)).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ari = 2.0 * num / den
+    return np.where((fn == 0) & (fp == 0), 1.0, ari)
 
 
 def hierarchical(X, *, metric: str = "cosine", method: str = "average"
@@ -427,6 +456,7 @@ __all__ = [
     "loo_pole_projection",
     "pca",
     "pearson",
+    "permuted_adjusted_rand",
     "pole_direction",
     "procrustes_fit",
     "procrustes_test",
