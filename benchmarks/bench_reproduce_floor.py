@@ -137,9 +137,13 @@ def main() -> None:
                     help="instead: time `llmct scan SCENARIO` --runs times (e.g. the scenario "
                     "bench_vs_activation_lab.py converts) -> bench_scan_floor.json")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--profile-forward", action="store_true",
+                    help="instead: is one forward compute-bound? -> bench_forward_profile.json")
     args = ap.parse_args()
     if args.scan:
         return scan_floor(args.scan, args.runs)
+    if args.profile_forward:
+        return profile_forward(args.model)
     sys.path.insert(0, str(ROOT / "src"))
     sys.path.insert(0, str(ROOT / "scripts"))
     sys.path.insert(0, str(ROOT))
@@ -171,6 +175,61 @@ def main() -> None:
     print(f"total: {result['total']}" + (f"; as filed: {result['total_as_filed']}"
                                         if args.as_filed else ""))
     print(f"wrote {write_result(args.name, result)}")
+    print(f"wrote {write_table(args.name, result)}")
+
+
+def profile_forward(model_name: str, n_texts: int = 4) -> None:
+    """One base-model forward of the first ``n_texts`` Japanese stories (the longest inputs of
+    the reproduction) under the torch profiler, after a warm-up: the share of its CPU time in
+    matrix products and their rate, 2 x (weights of every ``nn.Linear`` in the blocks) x tokens
+    per second of ``aten::mm``."""
+    import torch
+    from torch.profiler import profile
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks._common import write_result
+    from llmct.core.arch import get_adapter
+    from llmct.core.models import load_model
+
+    model, tok = load_model(model_name)
+    lines = (ROOT / "stimuli" / "stories_ja.jsonl").read_text(encoding="utf-8").splitlines()
+    texts = [json.loads(line)["text"] for line in lines[:n_texts]]
+    enc = tok(texts, return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        model.base_model(**enc)
+        with profile() as prof:
+            model.base_model(**enc)
+    events = {e.key: e.self_cpu_time_total / 1e6 for e in prof.key_averages()}
+    total, mm = sum(events.values()), events.get("aten::mm", 0.0)
+    blocks = get_adapter(model).block_list(model)
+    linear = sum(m.weight.numel() for b in blocks for m in b.modules()
+                 if isinstance(m, torch.nn.Linear))
+    tokens = int(enc.input_ids.numel())
+    result = {"model": model_name, "texts": n_texts, "tokens": tokens, "forward_cpu_s": total,
+              "mm_s": mm, "mm_share": mm / total, "linear_weights_in_blocks": linear,
+              "mm_gflops_per_s": 2 * linear * tokens / mm / 1e9,
+              "top_ops": dict(sorted(events.items(), key=lambda kv: -kv[1])[:6])}
+    print(json.dumps(result, indent=1))
+    print(f"wrote {write_result('bench_forward_profile', result)}")
+
+
+def write_table(name: str, result: dict) -> Path:
+    """The per-experiment rows of ``result`` (and its as-filed re-runs) as ``results/NAME.csv``,
+    with a total row for each way of counting, so a README can quote them."""
+    import pandas as pd
+
+    from benchmarks._common import RESULTS
+
+    rows = [*result["experiments"], *result.get("as_filed_experiments", [])]
+    rows += [{"experiment": "total", **result["total"]}]
+    if "total_as_filed" in result:
+        rows.append({"experiment": "total (as filed)", **result["total_as_filed"]})
+    path = RESULTS / f"{name}.csv"
+    frame = pd.DataFrame(rows)
+    counts = ["n_forwards", "tokens", "model_loads"]
+    frame[counts] = frame[counts].astype("Int64")  # blank on the total rows, not floats
+    frame.to_csv(path, index=False)
+    return path
 
 
 def scan_floor(scenario: Path, runs: int) -> None:
