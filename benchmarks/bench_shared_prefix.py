@@ -9,6 +9,9 @@ items on the embedded model, interleaved in one process, and checks that the sto
 agree (max abs difference) and how many items fell back to full forwards.
 
     uv run --no-sync python benchmarks/bench_shared_prefix.py [--items 48] [--rounds 3]
+
+``--attention`` times 07's extraction instead: eager attention, ``attn_out`` and the read-out
+token's attention weights over every key (``bench_shared_prefix_attention.json``).
 """
 
 from __future__ import annotations
@@ -35,9 +38,12 @@ def main() -> None:
     ap.add_argument("--model", default="default")
     ap.add_argument("--items", type=int, default=48, help="Set A + B items, spread evenly")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--attention", action="store_true", help="07's extraction (eager, weights)")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    model, tok = load_model(args.model, dtype="float32", device="cpu")
+    model, tok = load_model(args.model, dtype="float32", device="cpu",
+                            **({"attn_implementation": "eager"} if args.attention else {}))
+    sources = ("attn_out",) if args.attention else ex.DEFAULT_SOURCES
     everything = load_sets("set_a", "set_b")
     step = max(1, len(everything) // args.items)
     stimuli = everything[::step][: args.items]
@@ -52,8 +58,8 @@ def main() -> None:
         runs[name] += 1
         folder = work / f"{name}-{runs[name]}"
         summaries[name] = ex.extract(model, tok, stimuli, folder, prompt="fewshot",
-                                     progress=False, model_name=args.model,
-                                     shared_prefix=name == "shared")
+                                     progress=False, model_name=args.model, sources=sources,
+                                     attention=args.attention, shared_prefix=name == "shared")
         last[name] = folder
 
     with tempfile.TemporaryDirectory(prefix="bench_shared_prefix-") as tmp:
@@ -63,21 +69,25 @@ def main() -> None:
         got = ex.load_extraction(last["shared"], stimuli)
         want = ex.load_extraction(last["full"], stimuli)
     diff = {s: float(np.abs(got.acts[s] - want.acts[s]).max()) for s in got.acts}
+    if args.attention:
+        diff["attention_weights"] = float(np.nanmax(np.abs(got.attention - want.attention)))
     result = {
         "model": args.model, "prompt": "fewshot", "sets": ["set_a", "set_b"],
-        "items": len(stimuli), "batch_size": 8, "sources": list(ex.DEFAULT_SOURCES),
+        "items": len(stimuli), "batch_size": 8, "sources": list(sources),
+        "attention": args.attention,
         "layers": "all", "prompt_tokens_mean": float(np.mean(lengths)),
         "prefix_tokens": prefix_tokens,
         "tokens_run_ratio": float(np.sum(lengths) / (np.sum(lengths) - len(lengths) * prefix_tokens)),
         "shared_items": summaries["shared"].n_shared_prefix,
         "fallback_items": summaries["shared"].n_prefix_fallback,
         "max_abs_diff": diff,
-        "residual_max_abs": float(np.abs(want.acts["hidden_out"]).max()),
+        ("attn_out_max_abs" if args.attention else "residual_max_abs"):
+            float(np.abs(want.acts[sources[0]]).max()),
         "shared": summary(times["shared"]), "full": summary(times["full"]),
         "speedup_median": summary(times["full"])["median_s"] / summary(times["shared"])["median_s"],
     }
     print(result)
-    write_result("bench_shared_prefix", result)
+    write_result("bench_shared_prefix" + ("_attention" if args.attention else ""), result)
 
 
 if __name__ == "__main__":

@@ -102,9 +102,37 @@ def test_logits_and_attention_fall_back_where_they_must(kind):
     assert got.meta["shared_prefix"]["shared"] == 0
     ref = capture(model, None, seqs, sources=["hidden_out"], attention=True)
     got = capture(model, None, seqs, sources=["hidden_out"], attention=True, shared_prefix=prefix)
-    assert got.meta["shared_prefix"] == {"tokens": 12, "shared": 0, "fallback": 9}
     assert np.abs(got["hidden_out"] - ref["hidden_out"]).max() <= ATOL
     assert_unchanged(prefix.cache, before)
+    if kind != "llama":  # the 12-token prefix is longer than the window of 4: keys were dropped
+        assert not prefix.keeps_every_key()
+        assert got.meta["shared_prefix"] == {"tokens": 12, "shared": 0, "fallback": 9}
+
+
+@pytest.mark.parametrize("kind", [k for k in CONFIGS if k not in ("mistral_sw", "gemma3")])
+@pytest.mark.parametrize("position", ["last", "mean", "explicit"])
+def test_attention_weights_after_the_shared_prefix_equal_full_forwards(kind, position):
+    """Eager attention weights of read-outs after the prefix span the cached prefix keys and the
+    item's own: the same [layers, heads, tokens] rows as a full forward's, every item's real
+    keys only; read-outs inside the prefix (explicit tokens, a mean from token 0) run whole."""
+    model = tiny_model(kind, attn_implementation="eager")
+    seqs = items(seed=3)
+    prefix = SharedPrefix.build(model, None, PREFIX)
+    assert prefix.keeps_every_key()
+    pos = [[len(s) - 1, (13, len(s))] if len(s) > 13 else [len(s) - 1] for s in seqs] \
+        if position == "explicit" else position
+    ref = capture(model, None, seqs, sources=["attn_out"], attention=True, position=pos,
+                  batch_size=3)
+    got = capture(model, None, seqs, sources=["attn_out"], attention=True, position=pos,
+                  batch_size=3, shared_prefix=prefix)
+    shared = got.meta["shared_prefix"]["shared"]
+    assert shared == (0 if position == "mean" else 7)  # a mean from token 0 reads the prefix
+    assert ref.attention is not None and got.attention is not None
+    assert len(got.attention) == len(ref.attention)
+    for a, b in zip(got.attention, ref.attention, strict=True):
+        assert a.shape == b.shape
+        assert np.abs(a - b).max() <= ATOL
+    assert np.abs(got["attn_out"] - ref["attn_out"]).max() <= ATOL
 
 
 def test_prefix_of_another_model_is_refused():

@@ -134,9 +134,11 @@ def capture(
     extraction on the embedded model, ``benchmarks/results/bench_shared_prefix.json``).
     Read-outs inside the prefix (a ``"mean"`` from its start, a span or token in it) are
     combined exactly from the prefix's own per-token activations, computed once per
-    sources/layers. Items that do not split at the prefix's tokens, every item when
-    ``attention`` is asked for, and with ``logits`` the items with a read-out in the prefix run
-    as full forwards; ``meta["shared_prefix"]`` counts both (``shared``, ``fallback``).
+    sources/layers. Items that do not split at the prefix's tokens and, when ``logits`` or
+    ``attention`` are asked for, the items with a read-out in the prefix run as full forwards; ``meta["shared_prefix"]`` counts both (``shared``, ``fallback``).
+    Attention weights of a shared item span the prefix's cached keys and its own, the same
+    keys as a full forward's (every item runs whole when a sliding-window layer has dropped
+    prefix keys).
 
     Returns a :class:`Capture` (``acts[source]``: ``[rows, len(layers), d_model]`` float32).
     Raises CaptureError for bad layers, sources, positions, options, inputs (empty, too long,
@@ -223,7 +225,7 @@ class _Recorder:
     def store_attention(self, pos: int, weights: torch.Tensor | None) -> None:
         if weights is None:
             raise CaptureError("the attention module returned no weights (is it eager?)")
-        q = _query_rows(self.plan, weights.shape[-1])
+        q = _query_rows(self.plan, weights.shape[-2])  # queries: this forward's tokens only
         self.attn[pos] = weights[q[:, 0], :, q[:, 1], :].float().to(self.device)  # [R, H, T]
 
     def stacked(self) -> torch.Tensor:
@@ -274,13 +276,15 @@ def _assemble(per_item: dict[int, dict], token_ids: list[list[int]], sources: Se
 def _shared_items(prefix: SharedPrefix | None, token_ids: list[list[int]],
                   readouts: list[list[ReadOut]], logits: bool, attention: bool) -> list[int]:
     """Indices of the items that run after ``prefix``'s cache: those whose tokens split at it;
-    none when attention weights are asked for (the cache's keys are not the item's); with
-    logits, not those reading a prefix token (the prefix's logits are not kept)."""
-    if prefix is None or attention:
+    with logits or attention weights, not those reading a prefix token (neither is kept for
+    the prefix's queries). Attention weights need every prefix key in the cache: with a
+    sliding-window layer that has already dropped some (a prefix longer than its window), every
+    item runs whole."""
+    if prefix is None or (attention and not prefix.keeps_every_key()):
         return []
     n = len(prefix)
     return [i for i, toks in enumerate(token_ids) if prefix.splits(toks)
-            and not (logits and prefix.touches_prefix(readouts[i], n))]
+            and not ((logits or attention) and prefix.touches_prefix(readouts[i], n))]
 
 
 def _prefix_token_acts(model: PreTrainedModel, prefix: SharedPrefix, sources: tuple[str, ...],

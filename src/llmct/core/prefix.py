@@ -86,6 +86,12 @@ class SharedPrefix:
     def __len__(self) -> int:
         return len(self.token_ids)
 
+    def keeps_every_key(self) -> bool:
+        """Whether every layer of the cache holds a key for each prefix token (a sliding-window
+        layer keeps only its window: for a longer prefix, the attention weights of the items
+        that follow would miss the dropped keys)."""
+        return all(layer.keys.shape[-2] == len(self.token_ids) for layer in self.cache.layers)
+
     def splits(self, token_ids: Sequence[int]) -> bool:
         """True when ``token_ids`` are exactly the prefix's tokens followed by at least one more
         (the per-item boundary check)."""

@@ -280,7 +280,8 @@ def extract(
     ``shared_prefix``: the prompt's common start (:func:`llmct.emotion.prompts.template_prefix`:
     the few-shot or zero-shot block, the chat header) is run once per call and its KV cache
     reused for every item whose tokens begin with it (:class:`llmct.core.prefix.SharedPrefix`;
-    equal to full forwards to float rounding; False, or ``attention=True``: full forwards);
+    equal to full forwards to float rounding, attention weights included; False: full
+    forwards);
     each chunk's manifest records its counts (prefix tokens, items shared, items run whole).
     """
     t0 = time.perf_counter()
@@ -304,8 +305,7 @@ def extract(
 
     store = ChunkedStore(store_dir)
     written: list[Path] = []
-    # attention weights need every key of the item: those extractions run whole
-    use_prefix = shared_prefix and bool(todo) and not attention
+    use_prefix = shared_prefix and bool(todo)
     prefix = shared_prefix_cache(model, tokenizer, prompt) if use_prefix else None
     counts = {"shared": 0, "fallback": 0}
     chunks = [todo[k : k + chunk_size] for k in range(0, len(todo), chunk_size)]
