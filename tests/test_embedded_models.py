@@ -159,3 +159,30 @@ def test_readout_paths_of_05_and_06_on_real_weights(loaded):
     got = readout_logits(model, tok, inputs[:1]).logits[0].numpy()
     _, ref = _hf(model, tok(inputs[0]).input_ids)
     assert np.abs(got - ref).max() <= 1e-4 * _scale(ref)
+
+
+@pytest.mark.integration
+def test_attention_weights_after_the_shared_prefix_on_real_weights(loaded):
+    """07's extraction on real weights, Gemma 3's sliding-window layers included: the read-out
+    token's eager attention weights (and attn_out) with the few-shot prompt's shared prefix run
+    once equal those of whole prompts, every key of the item kept."""
+    from llmct.core.capture import capture
+    from llmct.emotion.prompts import build_inputs, shared_prefix_cache
+
+    spec, model, tok = loaded
+    before = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        inputs, _ = build_inputs(tok, PROMPTS, "fewshot")
+        prefix = shared_prefix_cache(model, tok, "fewshot")
+        kw = dict(sources=["attn_out"], attention=True, batch_size=3)
+        ref = capture(model, tok, inputs, **kw)
+        got = capture(model, tok, inputs, shared_prefix=prefix, **kw)
+    finally:
+        model.set_attn_implementation(before)
+    assert got.meta["shared_prefix"]["shared"] == len(PROMPTS)
+    assert ref.attention is not None and got.attention is not None
+    for a, b in zip(got.attention, ref.attention, strict=True):
+        assert a.shape == b.shape
+        assert np.abs(a - b).max() <= 1e-5
+    assert np.abs(got["attn_out"] - ref["attn_out"]).max() <= 1e-5 * _scale(ref["attn_out"])

@@ -132,13 +132,11 @@ def capture(
     block): items whose tokens begin with exactly its tokens run only their suffix against its
     cached keys/values (same numbers as full forwards to float rounding; 1.77x faster few-shot
     extraction on the embedded model, ``benchmarks/results/bench_shared_prefix.json``).
-    Read-outs inside the prefix (a ``"mean"`` from its start, a span or token in it) are
-    combined exactly from the prefix's own per-token activations, computed once per
-    sources/layers. Items that do not split at the prefix's tokens and, when ``logits`` or
-    ``attention`` are asked for, the items with a read-out in the prefix run as full forwards; ``meta["shared_prefix"]`` counts both (``shared``, ``fallback``).
-    Attention weights of a shared item span the prefix's cached keys and its own, the same
-    keys as a full forward's (every item runs whole when a sliding-window layer has dropped
-    prefix keys).
+    Read-outs inside the prefix (a ``"mean"`` from its start, a span or token in it) come exactly
+    from its own per-token activations, computed once. Attention weights span the cached prefix
+    keys and the item's own. Items that do not split at the prefix, with ``logits``/``attention``
+    those reading a prefix token, and with ``attention`` all where a sliding window dropped
+    prefix keys, run whole; ``meta["shared_prefix"]`` counts both (``shared``, ``fallback``).
 
     Returns a :class:`Capture` (``acts[source]``: ``[rows, len(layers), d_model]`` float32).
     Raises CaptureError for bad layers, sources, positions, options, inputs (empty, too long,
