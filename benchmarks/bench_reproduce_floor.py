@@ -154,12 +154,18 @@ def main() -> None:
 
     logs = ROOT / "outputs" / "tmp" / "floor"
     logs.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for label, out, cmd in jobs(experiments(args.only), model_slug(args.model), args.model,
-                                False, args.stimuli):
+    plan = jobs(experiments(args.only), model_slug(args.model), args.model, False, args.stimuli)
+    todo = [(label, cmd) for label, out, cmd in plan
+            if label.startswith("12_") or not has_results(out)]
+    for label, out, _ in plan:
         if not label.startswith("12_") and has_results(out):
             print(f"{label}: has results, skipped", flush=True)
-            continue
+    if not [label for label, _ in todo if not label.startswith("12_")]:
+        raise SystemExit("bench_reproduce_floor: nothing to time (every planned experiment "
+                         "already has results, or --only matched none); run it from empty "
+                         "outputs, e.g. in a fresh `git worktree`; nothing was run or written")
+    rows = []
+    for label, cmd in todo:
         rows.append(measure(label, cmd, logs / f"{label}.log"))
         print(json.dumps(rows[-1]), flush=True)
     result = {"model": args.model, "stimuli": args.stimuli, "cores": os.cpu_count(),
