@@ -196,10 +196,10 @@ def profile_forward(model_name: str, n_texts: int = 4) -> None:
     from benchmarks._common import write_result
     from llmct.core.arch import get_adapter
     from llmct.core.models import load_model
+    from llmct.io.stimuli import load_jsonl
 
     model, tok = load_model(model_name)
-    lines = (ROOT / "stimuli" / "stories_ja.jsonl").read_text(encoding="utf-8").splitlines()
-    texts = [json.loads(line)["text"] for line in lines[:n_texts]]
+    texts = [s.text for s in load_jsonl(ROOT / "stimuli" / "stories_ja.jsonl")[:n_texts]]
     enc = tok(texts, return_tensors="pt", padding=True)
     with torch.inference_mode():
         model.base_model(**enc)
